@@ -163,17 +163,17 @@ def weighted_soft_binary_cross_entropy(
 
 
 def _bound_active_mask(
-    student_deltas: Tensor, teacher_deltas: Tensor, target_deltas: Tensor, margin: float
+    student_deltas: Tensor, teacher_deltas: Tensor, target_deltas: Tensor, margin: float, what: str
 ) -> tuple[Tensor, Tensor]:
     """Validate, then return (a, active) with a_i = ‖s_i − y_i‖² (with graph) and active_i = a_i + m > b_i."""
     for name, t in (("student_deltas", student_deltas), ("teacher_deltas", teacher_deltas),
                     ("target_deltas", target_deltas)):
         if t.dim() != 2 or t.shape[1] != 4:
             raise ValueError(f"{name} must be N×4 box deltas, got shape {tuple(t.shape)}")
-    _check_same_shape(student_deltas, teacher_deltas, "bounded_regression_loss")
+    _check_same_shape(student_deltas, teacher_deltas, what)
     if target_deltas.shape != student_deltas.shape:
         raise ValueError(
-            f"bounded_regression_loss: student shape {tuple(student_deltas.shape)} does not match "
+            f"{what}: student shape {tuple(student_deltas.shape)} does not match "
             f"target shape {tuple(target_deltas.shape)}"
         )
     target = target_deltas.detach()
@@ -216,7 +216,9 @@ def bounded_regression_loss(
     Returns:
         Scalar loss; zero connected to the student's graph when N = 0.
     """
-    student_err, active = _bound_active_mask(student_deltas, teacher_deltas, target_deltas, margin)
+    student_err, active = _bound_active_mask(
+        student_deltas, teacher_deltas, target_deltas, margin, "bounded_regression_loss"
+    )
     n = student_deltas.shape[0]
     if n == 0:
         return _zero_with_graph(student_deltas)
@@ -236,7 +238,9 @@ def bound_active_fraction(
     tensor in [0, 1]; 0 when N = 0 (no samples, so none active).
     """
     with torch.no_grad():
-        _, active = _bound_active_mask(student_deltas, teacher_deltas, target_deltas, margin)
+        _, active = _bound_active_mask(
+            student_deltas, teacher_deltas, target_deltas, margin, "bound_active_fraction"
+        )
         if active.numel() == 0:
             return torch.zeros((), dtype=student_deltas.dtype, device=student_deltas.device)
         return active.to(student_deltas.dtype).mean()
