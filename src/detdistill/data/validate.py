@@ -1,0 +1,207 @@
+"""Bad-input rules shared by every reader: one place decides what is an error, a clip, a drop or a skip.
+
+Every reader hands its boxes to :func:`validate_boxes` and its class look-ups to :func:`bad_input`, so the
+same defect gets the same outcome in COCO, VOC, YOLO and KITTI. Messages always name the file, the field
+and the value as written in the file.
+
+======================================= ======================== ========================================
+defect                                  ``on_bad_box="error"``   ``on_bad_box="skip"``
+======================================= ======================== ========================================
+coordinate NaN or inf                   :class:`DatasetError`    box skipped, counted ``non_finite``
+x2 < x1 or y2 < y1                      :class:`DatasetError`    box skipped, counted ``inverted``
+zero width or height (bccd has two)     :class:`DatasetError`    box skipped, counted ``zero_area``
+unknown class name                      :class:`DatasetError`    box skipped, counted ``unknown_class``
+label index out of range (YOLO)         :class:`DatasetError`    box skipped, counted ``label_out_of_range``
+box partly outside the image            clipped, counted ``clipped`` (both modes: the object is real;
+                                        overshoots up to CLIP_TOLERANCE px are clipped uncounted)
+box wholly outside the image            dropped, counted ``outside`` (both modes: nothing to learn)
+size missing from a VOC file            read from the image header, counted ``size_from_image``
+image with no boxes                     kept as a negative (not a defect)
+malformed JSON/XML/txt line             :class:`DatasetError` (the file cannot be trusted at all)
+empty dataset                           :class:`DatasetError`
+missing, truncated or corrupt image     :class:`DatasetError` when the image is decoded
+annotated size != decoded size          :class:`DatasetError` when the image is decoded
+======================================= ======================== ========================================
+
+The flag governs the cases where a user may reasonably want to go on (a few bad boxes in thousands);
+structural defects always stop. Skips are never silent: each reader attaches a :class:`SkipReport` as
+``dataset.skips`` and logs its summary; ``detdistill data stats`` prints it. EXIF orientation is applied
+when decoding and when reading sizes from headers (a convention, not an error).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .base import DatasetError, DetectionDataset
+
+log = logging.getLogger("detdistill.data")
+
+ON_BAD_BOX_CHOICES = ("error", "skip")
+CLIP_TOLERANCE = 0.01  # pixels
+_MAX_EXAMPLES = 5
+# Reasons whose box does not reach the dataset (the others keep the box, perhaps modified).
+REMOVING_REASONS = frozenset({"non_finite", "inverted", "zero_area", "unknown_class", "label_out_of_range",
+                              "outside"})
+
+
+def check_on_bad_box(value: str) -> str:
+    if value not in ON_BAD_BOX_CHOICES:
+        raise DatasetError(f"field 'on_bad_box' has value {value!r}; choose one of {list(ON_BAD_BOX_CHOICES)}")
+    return value
+
+
+@dataclass
+class SkipReport:
+    """What a reader clipped, dropped or skipped: counts per reason, a few example messages each, and the
+    classes of the removed boxes (so statistics can still report what the files annotate)."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    removed_by_class: Counter = field(default_factory=Counter)
+
+    def add(self, reason: str, message: str, class_name: str | None = None) -> None:
+        self.counts[reason] += 1
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < _MAX_EXAMPLES:
+            examples.append(message)
+        if reason in REMOVING_REASONS:
+            self.removed_by_class[class_name if class_name is not None else "?"] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def removed(self) -> int:
+        return sum(n for r, n in self.counts.items() if r in REMOVING_REASONS)
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def lines(self) -> list[str]:
+        """One line per reason with its count and first example, for printing at the end of a run."""
+        return [f"{reason}: {n} (e.g. {self.examples[reason][0]})" for reason, n in sorted(self.counts.items())]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()},
+                "removed_by_class": dict(self.removed_by_class)}
+
+    def log_summary(self, name: str) -> None:
+        if self:
+            log.warning("%s: %d box problems handled: %s", name, self.total,
+                        ", ".join(f"{r} {n}" for r, n in sorted(self.counts.items())))
+
+
+def bad_input(report: SkipReport, on_bad_box: str, reason: str, message: str, class_name: str | None = None) -> None:
+    """Raise :class:`DatasetError` under ``on_bad_box="error"``, else count the skip."""
+    if on_bad_box == "error":
+        raise DatasetError(f"{message} (use on_bad_box='skip' / --on-bad-box skip to skip and count such boxes)")
+    report.add(reason, message, class_name)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and float(v).is_integer() else repr(float(v))
+
+
+def validate_boxes(
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    *,
+    file: str | Path,
+    fields: Sequence[str],
+    raw_values: Sequence[str] | None = None,
+    class_names: Sequence[str | None] | None = None,
+    on_bad_box: str,
+    report: SkipReport,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the rules of the module table to ``boxes`` (N×4 ``x1, y1, x2, y2`` pixels).
+
+    ``fields[i]`` names where box ``i`` sits in the file (e.g. ``object[2].bndbox``) and ``raw_values[i]``
+    is its value as written there (defaults to the four numbers). Returns ``(boxes, keep, clipped)``:
+    clipped boxes and two boolean masks over the input rows.
+
+    Example:
+        >>> r = SkipReport()
+        >>> b, keep, clipped = validate_boxes(np.array([[-5, 0, 10, 10], [20, 20, 30, 30]], np.float32), 16, 16,
+        ...     file="a.xml", fields=["object[0]", "object[1]"], on_bad_box="error", report=r)
+        >>> b[0].tolist(), keep.tolist(), dict(r.counts)
+        ([0.0, 0.0, 10.0, 10.0], [True, False], {'clipped': 1, 'outside': 1})
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(boxes)
+    keep = np.ones(n, bool)
+    clipped = np.zeros(n, bool)
+    out = boxes.copy()
+    for i in range(n):
+        x1, y1, x2, y2 = boxes[i]
+        value = raw_values[i] if raw_values is not None else "[" + ", ".join(_fmt(v) for v in boxes[i]) + "]"
+        where = f"{file}: field '{fields[i]}' has value {value}"
+        cls = class_names[i] if class_names is not None else None
+        if not np.isfinite(boxes[i]).all():
+            bad_input(report, on_bad_box, "non_finite", f"{where}: coordinate is NaN or infinite", cls)
+            keep[i] = False
+            continue
+        if x2 < x1 or y2 < y1:
+            bad_input(report, on_bad_box, "inverted", f"{where}: x2 < x1 or y2 < y1", cls)
+            keep[i] = False
+            continue
+        if x2 == x1 or y2 == y1:
+            bad_input(report, on_bad_box, "zero_area", f"{where}: zero-area box", cls)
+            keep[i] = False
+            continue
+        if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+            report.add("outside", f"{where}: box wholly outside the {width}x{height} image, dropped", cls)
+            keep[i] = False
+            continue
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            out[i] = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
+            overshoot = max(-x1, -y1, x2 - width, y2 - height)
+            # Normalised formats (YOLO) round to a few decimals: a box that overshoots the border by a
+            # hundredth of a pixel is rounding noise, not an annotation defect, so it is clipped uncounted.
+            if overshoot > CLIP_TOLERANCE:
+                clipped[i] = True
+                report.add("clipped", f"{where}: box partly outside the {width}x{height} image, clipped", cls)
+    return out.astype(np.float32), keep, clipped
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` from the image header, after EXIF orientation, without decoding pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read image header ({exc})") from exc
+    # Orientations 5-8 rotate by 90 degrees: the decoded image (exif_transpose) swaps width and height.
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def check_images(dataset: DetectionDataset) -> list[str]:
+    """Decode every image; return one message per problem (missing, corrupt, size disagreeing with the
+    annotation). The empty list means every image decodes to its annotated size."""
+    problems = []
+    for idx in range(len(dataset)):
+        try:
+            dataset.load_image(idx)
+        except DatasetError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def require_nonempty(records: Sequence[Any], where: str, split: str | None) -> None:
+    if not records:
+        split_text = f" for split {split!r}" if split is not None else ""
+        raise DatasetError(f"{where}: empty dataset: no images found{split_text}")

@@ -1,0 +1,204 @@
+"""YOLO txt reader: one ``labels/<stem>.txt`` per image, lines ``class cx cy w h`` normalised to [0, 1].
+
+Layouts: a ``data.yaml`` (Ultralytics: ``path``, ``train``/``val``/``test`` as image folders, list files or
+lists of them, ``names`` as a list or ``{index: name}``), or a folder with ``images/`` and ``labels/``
+(``images/<split>/`` when splits exist) and class names in ``classes.txt``, ``obj.names`` or another
+``*.names`` file. An image's label file is its path with the last ``images`` component replaced by
+``labels`` and the suffix by ``.txt``; an image without a label file is a negative.
+
+Image sizes come from the image headers (after EXIF orientation), because YOLO files do not store them.
+``category_ids`` are the file's own 0-based class indices, so ``dataset.category_ids == [0, .., K-1]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from .base import DatasetError, DetectionDataset, ImageRecord
+from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, require_nonempty, validate_boxes
+from .voc import IMAGE_EXTENSIONS
+
+DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
+SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val")}
+
+
+def find_data_yaml(root: str | Path) -> Path | None:
+    root = Path(root)
+    for n in DATA_YAML_NAMES:
+        if (root / n).is_file():
+            return root / n
+    return None
+
+
+def is_yolo_folder(root: str | Path) -> bool:
+    root = Path(root)
+    return find_data_yaml(root) is not None or (
+        (root / "images").is_dir() and (root / "labels").is_dir() and any((root / "labels").rglob("*.txt")))
+
+
+def label_path_for(image: Path) -> Path:
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _list_images(entry: Path, base: Path, where: str) -> list[Path]:
+    if entry.is_dir():
+        return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if entry.is_file() and entry.suffix == ".txt":
+        lines = [ln.strip() for ln in entry.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return [(base / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
+    raise DatasetError(f"{where} has value {str(entry)!r}: no such image folder or list file")
+
+
+def _names_from_yaml(cfg: dict, path: Path) -> list[str] | None:
+    names = cfg.get("names")
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        keys = sorted(names)
+        if keys != list(range(len(keys))):
+            raise DatasetError(f"{path}: field 'names' has keys {keys}: expected 0..{len(keys) - 1}")
+        return [str(names[k]) for k in keys]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise DatasetError(f"{path}: field 'names' has value {names!r}: expected a list or a mapping")
+
+
+def _names_from_file(root: Path) -> list[str] | None:
+    candidates = [root / "classes.txt", root / "obj.names"] + sorted(root.glob("*.names"))
+    for c in candidates:
+        if c.is_file():
+            return [ln.strip() for ln in c.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return None
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: malformed YAML ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise DatasetError(f"{path}: top level has value {cfg!r}: expected a mapping")
+    return cfg
+
+
+def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path: Path | None) -> list[Path]:
+    if cfg is not None and cfg_path is not None:
+        base = Path(cfg.get("path") or ".")
+        base = base if base.is_absolute() else (root / base)
+        keys = [k for k in ("train", "val", "test") if k in cfg] if split is None else \
+            [k for k in SPLIT_ALIASES.get(split, (split,)) if k in cfg][:1]
+        if split is not None and not keys:
+            raise DatasetError(f"{cfg_path}: field {split!r} is missing (splits listed: "
+                               f"{[k for k in cfg if k not in ('path', 'names', 'nc')]})")
+        seen: dict[Path, None] = {}
+        for k in keys:
+            entries = cfg[k] if isinstance(cfg[k], list) else [cfg[k]]
+            for e in entries:
+                for p in _list_images(base / str(e), base, f"{cfg_path}: field {k!r}"):
+                    seen.setdefault(p, None)
+        if keys:
+            return list(seen)
+        # A data.yaml with only names: fall through to the folder layout.
+    images = root / "images"
+    if split is not None:
+        for alias in SPLIT_ALIASES.get(split, (split,)):
+            if (images / alias).is_dir():
+                return _list_images(images / alias, root, "")
+        raise DatasetError(f"{images}: no folder for split {split!r} "
+                           f"(found: {sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []})")
+    if not images.is_dir():
+        raise DatasetError(f"{root}: not a YOLO folder (no data.yaml and no images/ folder)")
+    return _list_images(images, root, "")
+
+
+def _parse_label_file(path: Path, width: int, height: int, num_classes: int, on_bad_box: str,
+                      report: SkipReport, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a text label file ({exc})") from None
+    rows, fields, raws, labels = [], [], [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 5:
+            raise DatasetError(f"{path}: field 'line {n}' has value {line.strip()!r}: expected 'class cx cy w h'")
+        try:
+            cls_f = float(tokens[0])
+            cx, cy, w, h = (float(t) for t in tokens[1:])
+        except ValueError:
+            raise DatasetError(f"{path}: field 'line {n}' has value {line.strip()!r}: not numbers") from None
+        if not cls_f.is_integer():
+            raise DatasetError(f"{path}: field 'line {n} class' has value {tokens[0]!r}: not an integer index")
+        cls = int(cls_f)
+        if not 0 <= cls < num_classes:
+            bad_input(report, on_bad_box, "label_out_of_range",
+                      f"{path}: field 'line {n} class' has value {cls}: out of range 0..{num_classes - 1}")
+            continue
+        rows.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+        fields.append(f"line {n}")
+        raws.append(repr(line.strip()))
+        labels.append(cls + 1)
+    boxes = np.array(rows, np.float64).reshape(-1, 4)
+    boxes, keep, _ = validate_boxes(boxes, width, height, file=path, fields=fields, raw_values=raws,
+                                    class_names=[class_names[lb - 1] for lb in labels], on_bad_box=on_bad_box,
+                                    report=report)
+    return boxes[keep], np.array(labels, np.int64)[keep]
+
+
+def read_yolo(
+    root: str | Path,
+    split: str | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    on_bad_box: str = "error",
+    name: str | None = None,
+) -> DetectionDataset:
+    """Read a YOLO folder (see the module docstring for layouts).
+
+    Example:
+        >>> ds = read_yolo("my_yolo_set", split="val")  # doctest: +SKIP
+        >>> ds.class_names, ds.category_ids  # doctest: +SKIP
+        (['cat', 'dog'], [0, 1])
+    """
+    root = Path(root)
+    check_on_bad_box(on_bad_box)
+    cfg_path = find_data_yaml(root)
+    cfg = _load_yaml(cfg_path) if cfg_path is not None else None
+    if class_names is None:
+        class_names = (_names_from_yaml(cfg, cfg_path) if cfg is not None else None) or _names_from_file(root)
+        if class_names is None:
+            raise DatasetError(f"{root}: no class names (give 'names' in data.yaml, a classes.txt/obj.names file, "
+                               f"or class_names)")
+    class_names = list(class_names)
+    images = _images_for_split(root, split, cfg, cfg_path)
+    report = SkipReport()
+    records = []
+    for image_id, image in enumerate(images):
+        width, height = read_image_size(image)
+        label_file = label_path_for(image)
+        if label_file.is_file():
+            boxes, labels = _parse_label_file(label_file, width, height, len(class_names), on_bad_box, report,
+                                              class_names)
+        else:
+            boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        file_name = str(image.relative_to(root)) if image.is_relative_to(root) else str(image)
+        records.append(ImageRecord(image_id=image_id, file_name=file_name, width=width, height=height,
+                                   boxes=boxes, labels=labels))
+    require_nonempty(records, str(root), split)
+    ds = DetectionDataset(records, class_names, list(range(len(class_names))), root=root,
+                          name=name or f"{root.name}-{split or 'all'}")
+    ds.skips = report
+    ds.split = split
+    report.log_summary(ds.name)
+    return ds
