@@ -106,9 +106,89 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- evaluate, predict
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="COCO AP / VOC mAP of a checkpoint on a dataset, or of a detections file",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Either --checkpoint C --data SRC, or --gt GT.json --detections DETS.json. "
+                                   "-1 means undefined (no ground truth in that area range or class).")
+    p.add_argument("--checkpoint", type=Path, default=None, help="detector checkpoint (with --data)")
+    p.add_argument("--data", default=None, help="dataset folder, COCO json, or synthetic[:preset]")
+    _add_data_source_args(p, on_bad_box="error")
+    p.add_argument("--gt", type=Path, default=None, help="COCO ground-truth JSON (with --detections)")
+    p.add_argument("--detections", type=Path, default=None, help="COCO results JSON (with --gt)")
+    p.add_argument("--metric", choices=["coco", "voc"], default="coco", help="COCO AP or VOC mAP@0.5")
+    p.add_argument("--use-07-metric", action="store_true", help="VOC: 11-point AP (VOC2007) instead of area")
+    p.add_argument("--plus-one", action="store_true", help="VOC: the devkit's +1 pixel box widths")
+    p.add_argument("--json-out", type=Path, default=None, help="write the headline metrics as JSON")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="folder for per-class table, PR curves and the confusion matrix (after scoring)")
+    p.add_argument("--confusion-score", type=float, default=0.5, help="score threshold of the confusion matrix")
+    p.add_argument("--save-detections", type=Path, default=None, help="checkpoint mode: write the detections")
+    p.add_argument("--save-gt", type=Path, default=None, help="checkpoint mode: write the COCO ground truth")
+    p.add_argument("--min-score", type=float, default=None, help="override the model's box score threshold")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .eval import commands
+
+    if (args.gt is None) != (args.detections is None):
+        raise UsageError("--gt and --detections go together")
+    if (args.checkpoint is None) != (args.data is None):
+        raise UsageError("--checkpoint and --data go together")
+    if (args.gt is None) == (args.checkpoint is None):
+        raise UsageError("give either --checkpoint C --data SRC or --gt GT.json --detections DETS.json")
+    voc = {"use_07_metric": args.use_07_metric, "plus_one": args.plus_one}
+    if args.gt is not None:
+        result = commands.evaluate_files(args.gt, args.detections, args.metric, **voc)
+    else:
+        from .data.open import open_dataset
+
+        dataset = open_dataset(args.data, args.split, args.format, on_bad_box=args.on_bad_box,
+                               num_images=args.num_images, seed=args.seed)
+        _print_skips(dataset)
+        result = commands.evaluate_checkpoint(args.checkpoint, dataset, args.metric, batch_size=args.batch_size,
+                                              device=args.device, min_score=args.min_score, **voc)
+    print(commands.format_result(result))
+    for path in commands.write_outputs(result, json_out=args.json_out, plots=args.plots,
+                                       save_detections=args.save_detections, save_gt=args.save_gt,
+                                       score_threshold=args.confusion_score):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="draw a checkpoint's detections on images; write COCO JSON",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="detector checkpoint")
+    p.add_argument("--images", nargs="+", required=True, help="image files and/or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder (PNGs + detections.json)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
+    p.add_argument("--nms", type=float, default=0.5, help="per-class NMS IoU threshold")
+    p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .eval.commands import predict_checkpoint
+
+    doc = predict_checkpoint(args.checkpoint, args.images, args.out, score_threshold=args.score_threshold,
+                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device)
+    print(f"{len(doc['annotations'])} detections on {len(doc['images'])} images; wrote {args.out}/detections.json "
+          f"and {len(doc['images'])} PNGs")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
+    _add_evaluate,
+    _add_predict,
 ]
 
 

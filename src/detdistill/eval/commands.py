@@ -1,0 +1,137 @@
+"""The library side of ``detdistill evaluate`` and ``detdistill predict`` (the CLI only parses arguments).
+
+``-1.0`` in any printed or written metric means "undefined" (COCOeval's convention: no ground truth in
+that area range or class).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..utils import atomic_write_text
+from .analysis import format_table, write_analysis
+from .coco import COCO_KEYS, read_eval_files
+from .inference import EvalResult, evaluate_model, score_detections
+
+
+def evaluate_files(
+    gt_path: str | Path,
+    detections_path: str | Path,
+    metric: str = "coco",
+    *,
+    use_07_metric: bool = False,
+    plus_one: bool = False,
+) -> EvalResult:
+    """Score a COCO results file (or a ``detdistill predict`` JSON) against a COCO ground-truth file.
+
+    Errors (missing or malformed file, unknown image or category, non-finite box) name the file and entry.
+
+    Example::
+
+        result = evaluate_files("instances_val.json", "detections.json")
+        result.metrics["AP"], result.metrics["AP50"]
+    """
+    coco_gt, detections = read_eval_files(gt_path, detections_path)
+    return score_detections(coco_gt, detections, metric, use_07_metric=use_07_metric, plus_one=plus_one,
+                            check=False)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    dataset: Any,
+    metric: str = "coco",
+    *,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    use_07_metric: bool = False,
+    plus_one: bool = False,
+    min_score: float | None = None,
+) -> EvalResult:
+    """Load a detector from its checkpoint alone and evaluate it on ``dataset`` (a ``DetectionDataset``).
+
+    The checkpoint's class names must equal the dataset's (same order): otherwise labels would be scored
+    as the wrong classes. ``min_score`` overrides the model's ``roi_heads.score_thresh`` (AP wants a low one,
+    e.g. 0.01, with up to 100 detections per image).
+    """
+    from ..models import load_detector, read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    if list(ckpt["class_names"]) != list(dataset.class_names):
+        raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+                         f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
+    model = load_detector(checkpoint, map_location=device or "cpu")
+    if min_score is not None:
+        from .predict import configure_detector
+
+        configure_detector(model, score_threshold=min_score)
+    return evaluate_model(model, dataset, metric, batch_size=batch_size, device=device, progress=progress,
+                          use_07_metric=use_07_metric, plus_one=plus_one)
+
+
+def headline_metrics(result: EvalResult) -> dict[str, float]:
+    """What ``--json-out`` writes: COCO's 9 keys (:data:`COCO_KEYS`) for ``coco``, ``{"mAP50"}`` for ``voc``."""
+    if result.metric == "voc":
+        return {"mAP50": result.metrics["mAP50"]}
+    return {k: result.metrics[k] for k in COCO_KEYS}
+
+
+def format_result(result: EvalResult) -> str:
+    """Headline metrics (one per line) and the per-class table, as ``evaluate`` prints them."""
+    lines = []
+    if result.metric == "voc":
+        definition = "11-point (VOC2007)" if result.voc.use_07_metric else "area (VOC2010+)"
+        pixels = ", +1 pixel" if result.voc.plus_one else ""
+        lines.append(f"mAP50  {result.metrics['mAP50']:.4f}   (VOC mAP@0.5, {definition}{pixels})")
+        rows = [{"name": r["name"], "num_gt": r["num_gt"], "AP50": r["AP50"]} for r in result.per_class]
+    else:
+        lines += [f"{k:<6} {result.metrics[k]:.4f}" if result.metrics[k] != -1.0 else f"{k:<6} -1 (no ground truth)"
+                  for k in COCO_KEYS]
+        rows = result.per_class
+    lines.append("")
+    lines.append(format_table(rows))
+    return "\n".join(lines)
+
+
+def write_outputs(result: EvalResult, *, json_out: str | Path | None = None, plots: str | Path | None = None,
+                  save_detections: str | Path | None = None, save_gt: str | Path | None = None,
+                  score_threshold: float = 0.5) -> list[Path]:
+    """Write what ``evaluate``'s options ask for; plots (PR curves, confusion matrix) come after scoring."""
+    written: list[Path] = []
+    if json_out is not None:
+        written.append(atomic_write_text(json.dumps(headline_metrics(result), indent=2) + "\n", json_out))
+    if save_detections is not None:
+        written.append(atomic_write_text(json.dumps(result.detections), save_detections))
+    if save_gt is not None and result.coco_gt is not None:
+        written.append(atomic_write_text(json.dumps(result.coco_gt), save_gt))
+    if plots is not None and result.coco is not None and result.coco_gt is not None:
+        out = write_analysis(result.coco_gt, result.detections, result.coco, plots,
+                             score_threshold=score_threshold, per_class=result.per_class)
+        written += [Path(plots) / "per_class.json", *out["pr_curves"], out["confusion_png"]]
+    return written
+
+
+def predict_checkpoint(
+    checkpoint: str | Path,
+    images: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    score_threshold: float = 0.5,
+    nms: float = 0.5,
+    size: int | None = None,
+    batch_size: int = 4,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json."""
+    from ..models import load_detector, read_checkpoint
+    from .predict import collect_images, configure_detector, predict_images
+
+    paths = collect_images(images)
+    ckpt = read_checkpoint(checkpoint)
+    model = configure_detector(load_detector(checkpoint, map_location=device or "cpu"),
+                               score_threshold=score_threshold, nms=nms, size=size)
+    return predict_images(model, paths, out_dir, ckpt["class_names"], ckpt["category_ids"],
+                          batch_size=batch_size, device=device, progress=progress)

@@ -1,0 +1,155 @@
+"""Detections on plain image files: boxes drawn into PNGs and a self-contained COCO JSON.
+
+What ``detdistill predict`` runs. The JSON (``detections.json``) is a COCO object: ``images`` (ids 1..N in
+the order the files were given), ``categories`` (the checkpoint's source ids and names) and
+``annotations`` carrying a ``score`` each, so ``detdistill evaluate --detections`` reads it directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torchvision.transforms.v2 import functional as F
+from torchvision.utils import draw_bounding_boxes
+
+from ..data.base import load_rgb_image
+from ..utils import atomic_write_text
+from .inference import _ModeGuard, _model_device, outputs_to_coco
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+            "#469990", "#9a6324", "#800000", "#000075"]
+
+
+def collect_images(sources: Sequence[str | Path]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted by name; not recursive).
+
+    Missing paths, folders without images and non-image files raise errors naming the path.
+    """
+    paths: list[Path] = []
+    for src in sources:
+        src = Path(src)
+        if src.is_dir():
+            found = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{src}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        elif src.is_file():
+            if src.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{src}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            paths.append(src)
+        else:
+            raise FileNotFoundError(f"{src}: no such image file or folder")
+    if not paths:
+        raise ValueError("no images given")
+    return paths
+
+
+def configure_detector(model: Any, *, score_threshold: float | None = None, nms: float | None = None,
+                       size: int | None = None) -> Any:
+    """Set a torchvision ``FasterRCNN``'s inference knobs in place and return it.
+
+    ``score_threshold`` → ``roi_heads.score_thresh``; ``nms`` → ``roi_heads.nms_thresh`` (per-class NMS
+    IoU); ``size`` → ``transform.min_size = (size,)`` and ``transform.max_size = size``, so the longer image
+    side is resized to ``size``.
+    """
+    for name, value in (("score_threshold", score_threshold), ("nms", nms)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if size is not None and size <= 0:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if score_threshold is not None:
+        model.roi_heads.score_thresh = float(score_threshold)
+    if nms is not None:
+        model.roi_heads.nms_thresh = float(nms)
+    if size is not None:
+        model.transform.min_size = (int(size),)
+        model.transform.max_size = int(size)
+    return model
+
+
+def draw_detections(image: torch.Tensor, detections: Sequence[dict[str, Any]], names: dict[int, str],
+                    colors: dict[int, str]) -> torch.Tensor:
+    """The image (float C×H×W in [0, 1]) as uint8 with each detection's box, class name and score drawn."""
+    img = F.to_dtype(image, torch.uint8, scale=True)
+    if not detections:
+        return img
+    boxes = torch.tensor([[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]
+                          for d in detections], dtype=torch.float32)
+    labels = [f"{names[d['category_id']]} {d['score']:.2f}" for d in detections]
+    return draw_bounding_boxes(img, boxes, labels=labels, colors=[colors[d["category_id"]] for d in detections],
+                               width=2)
+
+
+def predict_images(
+    model: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]],
+    images: Sequence[str | Path],
+    out_dir: str | Path,
+    class_names: Sequence[str],
+    category_ids: Sequence[int] | None = None,
+    *,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    draw: bool = True,
+) -> dict[str, Any]:
+    """Run ``model`` on image files in batches; write ``out_dir/detections.json`` and one PNG per image.
+
+    Returns the COCO object written. Drawn PNGs are named after the input (``<stem>.png``; a repeated stem
+    gets its image id as a prefix). Boxes are in the original image's pixels.
+
+    Example::
+
+        model = configure_detector(load_detector("best.pt"), score_threshold=0.5, nms=0.5)
+        ckpt = read_checkpoint("best.pt")
+        doc = predict_images(model, collect_images(["photos/"]), "out/", ckpt["class_names"],
+                             ckpt["category_ids"])
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    ids = list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1))
+    if len(ids) != len(class_names):
+        raise ValueError(f"{len(ids)} category ids for {len(class_names)} class names")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {cid: str(n) for cid, n in zip(ids, class_names)}
+    colors = {cid: _PALETTE[k % len(_PALETTE)] for k, cid in enumerate(ids)}
+    device = torch.device(device) if device is not None else _model_device(model)
+    paths = [Path(p) for p in images]
+    doc: dict[str, Any] = {"images": [], "annotations": [],
+                           "categories": [{"id": int(c), "name": names[c]} for c in ids]}
+    used_stems: set[str] = set()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(paths), desc="predict", unit="img")
+    with _ModeGuard(model), torch.inference_mode():
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            tensors = [F.to_dtype(F.pil_to_tensor(load_rgb_image(p)), torch.float32, scale=True) for p in chunk]
+            outputs = model([t.to(device) for t in tensors])
+            for offset, (path, tensor, out) in enumerate(zip(chunk, tensors, outputs)):
+                image_id = start + offset + 1
+                dets = outputs_to_coco([out], [image_id], ids)
+                entry: dict[str, Any] = {"id": image_id, "file_name": str(path), "height": int(tensor.shape[1]),
+                                         "width": int(tensor.shape[2])}
+                if draw:
+                    stem = path.stem if path.stem not in used_stems else f"{image_id:05d}_{path.stem}"
+                    used_stems.add(stem)
+                    drawn = draw_detections(tensor, dets, names, colors)
+                    target = out_dir / f"{stem}.png"
+                    F.to_pil_image(drawn).save(target)
+                    entry["drawn"] = target.name
+                doc["images"].append(entry)
+                for det in dets:
+                    w, h = det["bbox"][2], det["bbox"][3]
+                    doc["annotations"].append(dict(det, id=len(doc["annotations"]) + 1, area=w * h, iscrowd=0))
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    atomic_write_text(json.dumps(doc), out_dir / "detections.json")
+    return doc
