@@ -42,7 +42,7 @@ def _xyxy(bbox: Sequence[float]) -> np.ndarray:
     return np.array([x, y, x + w, y + h], np.float64)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _iou_matrix(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -51,6 +51,9 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2:] - a[:, :2]).prod(-1)
     area_b = (b[:, 2:] - b[:, :2]).prod(-1)
     union = area_a[:, None] + area_b[None, :] - inter
+    if crowd is not None:
+        # COCO's rule for crowd regions: overlap is measured against the detection's own area.
+        union = np.where(crowd[None, :], area_a[:, None], union)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
 
@@ -68,7 +71,8 @@ def confusion_matrix(
     regardless of class, to the still-unmatched ground-truth box with the highest IoU ≥ ``iou_threshold``
     (so a right box with the wrong class lands off the diagonal). Unmatched detections count in row 0,
     unmatched boxes in column 0. Boxes marked ``iscrowd``/``ignore``/``difficult`` absorb the detections that
-    overlap them and are never counted as missed. Categories are in ``coco_gt['categories']`` order.
+    overlap them and are never counted as missed; overlap with a crowd box is intersection over the
+    detection's area, as in COCOeval. Categories are in ``coco_gt['categories']`` order.
 
     Example:
         >>> gt = {"images": [{"id": 1}], "categories": [{"id": 4, "name": "a"}],
@@ -96,7 +100,8 @@ def confusion_matrix(
         d_boxes = np.array([_xyxy(x["bbox"]) for x in d]).reshape(-1, 4)
         ignored = np.array([bool(a.get("iscrowd", 0) or a.get("ignore", 0) or a.get("difficult", 0))
                             for a in g], bool)
-        ious = _iou_matrix(d_boxes, g_boxes)
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in g], bool)
+        ious = _iou_matrix(d_boxes, g_boxes, crowd)
         matched = np.zeros(len(g), bool)
         for i, dt in enumerate(d):
             candidates = np.where(~matched & (ious[i] >= iou_threshold))[0] if len(g) else np.zeros(0, int)
