@@ -129,7 +129,7 @@ def read_kitti(
         boxes = np.array(rows, np.float64).reshape(-1, 4)
         boxes, keep, _ = validate_boxes(boxes, width, height, file=p, fields=fields, raw_values=raws,
                                         class_names=names, on_bad_box=on_bad_box, report=report)
-        records.append(ImageRecord(image_id=image_id, file_name=str(image.relative_to(root)), width=width,
+        records.append(ImageRecord(image_id=image_id, file_name=str(image.relative_to(root)) if image.is_relative_to(root) else str(image), width=width,
                                    height=height, boxes=boxes[keep], labels=np.array(labels, np.int64)[keep]))
     require_nonempty(records, str(root), split)
     ds = DetectionDataset(records, class_names, root=root, name=name or f"{root.name}-{split or 'all'}")

@@ -144,6 +144,11 @@ def _image_file(layout: VocLayout, parsed: _VocFile) -> Path:
     return layout.images / (parsed.path.stem + ".jpg")
 
 
+def _relative(path: Path, root: Path) -> str:
+    # An absolute <filename> stays absolute; DetectionDataset.image_path joins only relative names.
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def read_voc(
     root: str | Path,
     split: str | None = None,
@@ -210,7 +215,7 @@ def read_voc(
                                         on_bad_box=on_bad_box, report=report)
         objs = [o for o, k in zip(objs, keep) if k]
         records.append(ImageRecord(
-            image_id=image_id, file_name=str(image_path.relative_to(root)), width=width, height=height,
+            image_id=image_id, file_name=_relative(image_path, root), width=width, height=height,
             boxes=boxes[keep], labels=[label_of[o.name] for o in objs],
             difficult=np.array([o.difficult for o in objs], bool),
         ))
