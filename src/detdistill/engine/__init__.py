@@ -1,0 +1,7 @@
+"""Training engine: the Trainer (any module returning a loss dict), checkpoints, distributed helpers."""
+
+from .checkpoint import find_resume_checkpoint
+from .distributed import DistContext, init_distributed
+from .trainer import NonFiniteLossError, RunSummary, Trainer
+
+__all__ = ["DistContext", "NonFiniteLossError", "RunSummary", "Trainer", "find_resume_checkpoint", "init_distributed"]

@@ -1,0 +1,33 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).parent / "run_ddp.py"
+
+
+def _launch(args: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _launch([sys.executable, str(SCRIPT), str(one), "4"])
+    _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             str(SCRIPT), str(two), "2"])
+    single = torch.load(one / "rank0.pt", weights_only=True)
+    ranks = [torch.load(two / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks) and single["world_size"] == 1
+    # Shards: disjoint apart from the one wrap-around pad, together covering all 11 images.
+    seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
+    assert seen0 | seen1 == set(range(11))
+    assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 6 and len(seen0 & seen1) == 1
+    # One step of 2 ranks x batch 2 (gradients averaged by DDP) equals one process with batch 4.
+    for key, value in single["params"].items():
+        assert torch.allclose(ranks[0]["params"][key], value, atol=1e-6), key
+        assert torch.equal(ranks[0]["params"][key], ranks[1]["params"][key])
