@@ -54,11 +54,13 @@ def checkpoint_payload(model: nn.Module, class_names: Sequence[str], category_id
         raise ValueError(f"category_ids has {len(ids)} ids for {len(names)} class names")
     meta: dict[str, Any] = {
         "input": _input_size(model),
-        "versions": {"detdistill": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__},
+        "versions": {"detdistill": __version__, "torch": str(torch.__version__),
+                     "torchvision": str(torchvision.__version__)},
     }
     meta.update(metadata or {})
     try:
-        json.dumps(meta)
+        # Round-trip through JSON so only plain types reach the pickle (weights_only=True refuses others).
+        meta = json.loads(json.dumps(meta))
     except TypeError as exc:
         raise ValueError(f"checkpoint metadata must be JSON-able: {exc}") from exc
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import Conv2dNormActivation
@@ -81,18 +81,16 @@ def cpu_backbone(widths: Sequence[int], strides: Sequence[int] = CPU_STRIDES, fp
     return BackboneWithFPN(body, return_layers, in_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
 
 
-def build_cpu_detector(num_classes: int, widths: Sequence[int], fpn_channels: int, representation_size: int,
-                       backbone_weights: Any = None, pretrained: bool = False,
-                       **overrides: Any) -> FasterRCNN:
-    """A CPU-scale Faster R-CNN (the registered members call this with their widths).
+def build_cpu_detector(num_classes: int, widths: Sequence[int] = (16, 32, 64), fpn_channels: int = 64,
+                       representation_size: int = 128, strides: Sequence[int] = CPU_STRIDES, depth: int = 1,
+                       backbone_weights: Any = None, pretrained: bool = False, **overrides: Any) -> FasterRCNN:
+    """A CPU-scale Faster R-CNN; ``overrides`` are the common ones (transform, anchors, ``rpn_*``, ``box_*``).
 
     >>> m = build_cpu_detector(7, widths=(8, 16, 32), fpn_channels=32, representation_size=128)
     >>> m.roi_heads.box_head.fc6.out_features, m.transform.min_size
     (128, (160,))
     """
-    strides = overrides.get("strides", CPU_STRIDES)
-    backbone = cpu_backbone(overrides.get("widths", widths), strides,
-                            overrides.get("fpn_channels", fpn_channels), overrides.get("depth", 1))
+    backbone = cpu_backbone(widths, strides, fpn_channels, depth)
     if backbone_weights is not None:
         state = load_state_dict_file(backbone_weights)
         check_and_load(backbone.body, remap_state_dict(state, backbone.body.state_dict(), backbone_weights),
@@ -103,15 +101,18 @@ def build_cpu_detector(num_classes: int, widths: Sequence[int], fpn_channels: in
     anchors = anchor_generator(overrides.get("anchor_sizes", CPU_ANCHORS),
                                overrides.get("aspect_ratios", DEFAULT_ASPECT_RATIOS), levels)
     roi_pool = MultiScaleRoIAlign([str(i) for i in range(len(strides))], output_size=7, sampling_ratio=2)
-    head = TwoMLPHead(backbone.out_channels * 7 * 7, overrides.get("representation_size", representation_size))
-    return FasterRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
-                      box_head=head, **frcnn_kwargs(overrides, CPU_DEFAULTS))
+    head = TwoMLPHead(backbone.out_channels * 7 * 7, representation_size)
+    # FasterRCNN sizes its default predictor for a 1024-wide head, so the small head brings its own.
+    return FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+                      box_head=head, box_predictor=FastRCNNPredictor(representation_size, num_classes),
+                      **frcnn_kwargs(overrides, CPU_DEFAULTS))
 
 
 def _member(name: str, widths: tuple[int, ...], fpn: int, rep: int, note: str) -> None:
     def build(num_classes: int, *, backbone_weights: Any = None, weights_enum: Any = None,
               pretrained: bool = False, **overrides: Any) -> FasterRCNN:
-        return build_cpu_detector(num_classes, widths, fpn, rep, backbone_weights, pretrained, **overrides)
+        options = {"widths": widths, "fpn_channels": fpn, "representation_size": rep, **overrides}
+        return build_cpu_detector(num_classes, backbone_weights=backbone_weights, pretrained=pretrained, **options)
 
     build.__doc__ = f"CPU-scale {note}: widths {widths}, FPN {fpn}, box head {rep}."
     register_model(name, family="cpu", options=CPU_OPTIONS,

@@ -18,7 +18,7 @@ from torchvision.models import MobileNet_V2_Weights, ResNet18_Weights, ResNet34_
 from torchvision.models import mobilenet_v2
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
-from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -209,8 +209,10 @@ def _mobilenet_v2_fpn(num_classes: int, backbone_weights: Any, pretrained: bool,
                                   sampling_ratio=2)
     rep = overrides.get("representation_size", representation_size)
     head = TwoMLPHead(backbone.out_channels * 7 * 7, rep)
-    return FasterRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
-                      box_head=head, **frcnn_kwargs(overrides, MOBILENET_V2_DEFAULTS))
+    # FasterRCNN sizes its default predictor for a 1024-wide head, so a narrower head brings its own.
+    return FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+                      box_head=head, box_predictor=FastRCNNPredictor(rep, num_classes),
+                      **frcnn_kwargs(overrides, MOBILENET_V2_DEFAULTS))
 
 
 _MNV2_OPTIONS = ("width_mult", "fpn_channels", "representation_size", "returned_layers")
