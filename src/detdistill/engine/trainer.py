@@ -267,6 +267,10 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"loss term '{key}' is {value} at step {self.step + 1}; the last good checkpoint is {where}")
         total = sum(losses.values())
+        # Modules may expose per-term diagnostics (the Distiller's hard/soft parts, bound activity) to log.
+        stats = getattr(self.module, "stats", None)
+        if isinstance(stats, dict):
+            values.update({f"kd/{k}": float(v) for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.optim_cfg.grad_clip_norm:

@@ -23,7 +23,8 @@ def plot_training_curves(metrics_path: str | Path, out_path: str | Path, title: 
     records = read_jsonl(metrics_path)
     train = [r for r in records if r.get("kind") == "train"]
     val = [r for r in records if r.get("kind") == "val"]
-    loss_keys = sorted({k for r in train for k in r if k.startswith("loss") and isinstance(r[k], (int, float))})
+    loss_keys = sorted({k for r in train for k in r if (k.startswith("loss") or k.startswith("kd/"))
+                        and isinstance(r[k], (int, float))})
     val_keys = sorted({k for r in val for k in r if k.startswith("val/") and isinstance(r[k], (int, float))})
     val_keys = [k for k in val_keys if k in ("val/mAP50", "val/AP", "val/loss")] or val_keys[:2]
     panels = loss_keys + val_keys

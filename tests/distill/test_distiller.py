@@ -1,0 +1,150 @@
+import copy
+
+import pytest
+import torch
+
+from detdistill.config import DistillConfig
+from detdistill.data import SyntheticConfig, SyntheticShapes
+from detdistill.distill.distiller import Distiller, PairingError
+from detdistill.models import build_detector
+
+ALL_OFF = DistillConfig(rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=False)
+SIZE = 96
+
+
+def _models(teacher="cpu_base", student="cpu_tiny", **student_overrides):
+    torch.manual_seed(0)
+    kw = {"min_size": SIZE, "max_size": SIZE}
+    t = build_detector(teacher, 7, **kw)
+    s = build_detector(student, 7, **{**kw, **student_overrides})
+    return t, s
+
+
+def _batch(n=2):
+    ds = SyntheticShapes("train", num_images=n, config=SyntheticConfig(image_size=SIZE, min_size=12, max_size=40))
+    images, targets = zip(*[ds[i] for i in range(n)])
+    return list(images), list(targets)
+
+
+def test_all_terms_off_equals_plain_student_training_loss_and_step():
+    teacher, student = _models()
+    twin = copy.deepcopy(student)
+    distiller = Distiller(teacher, student, ALL_OFF).train()
+    twin.train()
+    images, targets = _batch()
+    torch.manual_seed(123)
+    got = distiller(images, targets)
+    torch.manual_seed(123)
+    want = twin(images, targets)
+    assert set(got) == set(want)
+    for key in want:
+        assert torch.allclose(got[key], want[key], atol=1e-6, rtol=0), key
+    for module, losses in ((student, got), (twin, want)):
+        opt = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    for (name, a), b in zip(student.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_teacher_pools_exactly_the_students_sampled_rois():
+    teacher, student = _models()
+    distiller = Distiller(teacher, student, DistillConfig()).train()
+    seen = {}
+    h1 = teacher.roi_heads.box_roi_pool.register_forward_hook(lambda m, a, o: seen.__setitem__("t", a[1]))
+    h2 = student.roi_heads.box_roi_pool.register_forward_hook(lambda m, a, o: seen.__setitem__("s", a[1]))
+    images, targets = _batch()
+    distiller(images, targets)
+    h1.remove(), h2.remove()
+    assert len(seen["t"]) == len(seen["s"]) == 2
+    for t_boxes, s_boxes in zip(seen["t"], seen["s"]):
+        assert torch.equal(t_boxes, s_boxes)
+    # torchvision adds the ground-truth boxes to the sampled proposals; they are among the pooled RoIs.
+    gt = distiller.student.transform(images, targets)[1][0]["boxes"]
+    assert all((seen["s"][0] == box).all(dim=1).any() for box in gt)
+
+
+def test_combined_losses_follow_the_paper_weights():
+    cfg = DistillConfig(mu=0.3, nu=0.7, gamma=0.25, lambda_reg=2.0)
+    teacher, student = _models()
+    distiller = Distiller(teacher, student, cfg).train()
+    losses = {k: v.item() for k, v in distiller(*_batch()).items()}
+    st = distiller.stats
+    assert (losses["loss_objectness"]) == pytest.approx(0.3 * st["rpn_hard_cls"] + 0.7 * st["rpn_soft"], rel=1e-5)
+    assert (losses["loss_classifier"]) == pytest.approx(0.3 * st["rcn_hard_cls"] + 0.7 * st["rcn_soft"], rel=1e-5)
+    assert (losses["loss_box_reg"]) == pytest.approx(2.0 * (st["rcn_smooth_l1"] + 0.7 * st["rcn_bounded"]),
+                                                          rel=1e-5)
+    assert (losses["loss_rpn_box_reg"]) == pytest.approx(
+        2.0 * (st["rpn_smooth_l1"] + 0.7 * st["rpn_bounded"]), rel=1e-5)
+    assert (losses["loss_hint"]) == pytest.approx(0.25 * st["hint"], rel=1e-5)
+    assert 0.0 <= st["rcn_bound_active"] <= 1.0 and 0.0 <= st["rpn_bound_active"] <= 1.0
+
+
+def test_teacher_is_frozen_unsaved_and_stays_in_eval_mode():
+    teacher, student = _models()
+    before = copy.deepcopy(teacher.state_dict())
+    distiller = Distiller(teacher, student, DistillConfig())
+    distiller.train()
+    assert not teacher.training and all(not m.training for m in teacher.modules())
+    assert student.training
+    losses = distiller(*_batch())
+    sum(losses.values()).backward()
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert any(p.grad is not None for p in distiller.adapters.parameters())
+    # Neither the teacher's weights nor its BatchNorm statistics moved; none of them is saved or optimised.
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(k.startswith(("student.", "adapters.")) for k in distiller.state_dict())
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in distiller.parameters()}
+
+
+def test_eval_mode_returns_the_students_detections():
+    teacher, student = _models()
+    distiller = Distiller(teacher, student, DistillConfig()).eval()
+    images, _ = _batch(1)
+    with torch.no_grad():
+        out = distiller(images)
+        ref = student.eval()(images)
+    assert torch.equal(out[0]["boxes"], ref[0]["boxes"])
+
+
+def test_rpn_terms_refused_when_anchors_differ_and_accepted_when_off():
+    teacher, _ = _models()
+    student = build_detector("cpu_tiny", 7, min_size=SIZE, max_size=SIZE,
+                             anchor_sizes=((20,), (40,), (80,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
+    with pytest.raises(PairingError, match=r"anchor sizes.*distill\.rpn_soft=false distill\.rpn_bounded=false"):
+        Distiller(teacher, student, DistillConfig())
+    distiller = Distiller(teacher, student, DistillConfig(rpn_soft=False, rpn_bounded=False)).train()
+    losses = distiller(*_batch())
+    assert set(losses) == set(Distiller.LOSS_KEYS)
+
+
+def test_checks_before_step_one_name_the_problem():
+    teacher, _ = _models()
+    other_classes = build_detector("cpu_tiny", 4, min_size=SIZE, max_size=SIZE)
+    with pytest.raises(PairingError, match="teacher scores 7 classes and the student 4"):
+        Distiller(teacher, other_classes, DistillConfig())
+    other_size = build_detector("cpu_tiny", 7, min_size=128, max_size=128)
+    with pytest.raises(PairingError, match="min_size"):
+        Distiller(teacher, other_size, DistillConfig())
+    _, student = _models()
+    with pytest.raises(PairingError, match="hint level '0' .*stride 8.* guided level '1' .*stride 16"):
+        Distiller(teacher, student, DistillConfig(hint_levels=["0"], guided_levels=["1"]))
+    with pytest.raises(PairingError, match="teacher has no level 'p9'"):
+        Distiller(teacher, student, DistillConfig(hint_levels=["p9"], guided_levels=["0"]))
+    with pytest.raises(PairingError, match="distill.adaptation"):
+        Distiller(teacher, student, DistillConfig(adaptation=False))
+
+
+def test_hint_pairs_levels_by_measured_stride_and_sizes_adapters():
+    teacher, student = _models()
+    distiller = Distiller(teacher, student, DistillConfig())
+    pairs = {(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs}
+    assert pairs == {("0", "0", 8), ("1", "1", 16), ("pool", "pool", 32)}
+    for p in distiller.plan.hint_pairs:
+        conv = distiller.adapters[p.student_level]
+        assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (p.student_channels, p.teacher_channels, (1, 1))
+        assert p.adapter_params == p.student_channels * p.teacher_channels + p.teacher_channels
+    assert "stride 8" in str(distiller.plan) and "anchor check: on" in str(distiller.plan)
