@@ -197,3 +197,20 @@ def test_bad_ground_truth_names_the_field():
 
 def test_docstring_examples():
     assert doctest.testmod(coco_mod).failed == 0
+
+
+def test_fast_and_entrywise_checks_agree():
+    from detdistill.eval.coco import check_detections
+
+    gt, dets = _fixture()
+    fast = check_detections(dets, gt)  # plain JSON types: the vectorised path
+    # tuples and numpy scalars miss the vectorised path and go through the per-entry loop
+    slow_input = [dict(d, bbox=tuple(d["bbox"]), score=np.float32(d["score"]), image_id=np.int64(d["image_id"]))
+                  for d in dets]
+    slow = check_detections(slow_input, gt)
+    assert [d["image_id"] for d in slow] == [d["image_id"] for d in fast]
+    np.testing.assert_allclose([d["bbox"] for d in slow], [d["bbox"] for d in fast])
+    np.testing.assert_allclose([d["score"] for d in slow], [d["score"] for d in fast], rtol=1e-6)
+    assert all(type(d["image_id"]) is int and type(d["bbox"][0]) is float for d in fast + slow)
+    with pytest.raises(EvalInputError, match=r"entry 3: field 'bbox' has value"):
+        check_detections(dets[:3] + [dict(dets[3], bbox=[True, 0, 1, 1])], gt)
