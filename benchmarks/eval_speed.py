@@ -54,16 +54,13 @@ def make_files(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
 
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from detdistill.models import build_detector, checkpoint_payload
         from detdistill.data import SyntheticShapes
-        from detdistill.utils import atomic_torch_save
+        from detdistill.models import build_detector, save_detector
 
         torch.manual_seed(0)
         ds = SyntheticShapes("val", num_images=200, seed=0)
-        payload = checkpoint_payload(build_detector("cpu_small", num_classes=ds.num_classes), ds.class_names,
-                                     ds.category_ids)
-        payload["metadata"]["versions"] = {k: str(v) for k, v in payload["metadata"]["versions"].items()}
-        checkpoint = atomic_torch_save(payload, folder / "untrained.pt")
+        checkpoint = save_detector(folder / "untrained.pt", build_detector("cpu_small", num_classes=ds.num_classes),
+                                   ds.class_names, ds.category_ids)
     gt, dets = folder / "gt.json", folder / "dets.json"
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--data", args.data, "--min-score", str(args.min_score),
             "--save-detections", str(dets), "--save-gt", str(gt)]

@@ -117,18 +117,13 @@ def test_bad_ground_truth_and_usage(tmp_path, capsys, files):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from detdistill.models import build_detector, checkpoint_payload
-    from detdistill.utils import atomic_torch_save
+    from detdistill.models import build_detector, save_detector
 
     torch.manual_seed(0)
     model = build_detector("cpu_tiny", num_classes=7)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     ds = SyntheticShapes("val", num_images=3, seed=0)
-    payload = checkpoint_payload(model, ds.class_names, ds.category_ids)
-    # torch.__version__ is a TorchVersion object that weights_only=True refuses; store plain strings until
-    # models/checkpoint.py does (reported to the model-zoo owner).
-    payload["metadata"]["versions"] = {k: str(v) for k, v in payload["metadata"]["versions"].items()}
-    atomic_torch_save(payload, path)
+    save_detector(path, model, ds.class_names, ds.category_ids)
     return path
 
 
