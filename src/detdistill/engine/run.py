@@ -1,0 +1,233 @@
+"""Runs described by an :class:`~detdistill.config.ExperimentConfig`: ``train`` a detector, ``distill`` a student.
+
+These wire the library together (datasets → models → Trainer → evaluation) so that the CLI stays a thin
+layer and Python users get the same runs with one call.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ..config import ExperimentConfig, config_to_dict, save_config
+from ..data.base import DetectionDataset
+from ..data.transforms import AugmentConfig, DetectionAugment
+from ..utils import atomic_write_text
+from .distributed import DistContext, init_distributed
+from .trainer import RunSummary, Trainer
+
+Log = Callable[[str], None]
+
+# Model kwargs a student inherits from its teacher's spec so the two pair (same input, anchors, normalisation).
+PAIRING_KWARGS = ("min_size", "max_size", "image_mean", "image_std", "anchor_sizes", "aspect_ratios", "strides")
+
+
+@dataclass
+class Datasets:
+    train: DetectionDataset
+    val: DetectionDataset | None
+    test: DetectionDataset | None
+
+
+def open_datasets(cfg: ExperimentConfig) -> Datasets:
+    from ..data.open import open_dataset
+
+    d = cfg.data
+
+    def one(split: str | None, num: int | None) -> DetectionDataset | None:
+        if split is None:
+            return None
+        kwargs: dict[str, Any] = {}
+        if d.source.startswith("synthetic"):
+            kwargs = {"seed": d.dataset_seed}
+            if num is not None:
+                kwargs["num_images"] = num
+        return open_dataset(d.source, split=split, format=d.format, on_bad_box=d.on_bad_box, **kwargs)
+
+    train = one(d.train_split, d.num_train_images)
+    assert train is not None
+    return Datasets(train, one(d.val_split, d.num_eval_images), one(d.test_split, d.num_eval_images))
+
+
+def _is_checkpoint(name: str) -> bool:
+    return name.endswith((".pt", ".pth")) or Path(name).is_file()
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any] | None = None) -> nn.Module:
+    """The configured detector: a registry name built fresh, or a checkpoint path loaded to continue from."""
+    from ..models import build_detector, load_detector
+
+    m = cfg.model
+    if _is_checkpoint(m.name):
+        model = load_detector(m.name)
+        got = model.roi_heads.box_predictor.cls_score.out_features
+        if got != num_classes:
+            raise ValueError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
+                             f"dataset has {num_classes}")
+        return model
+    overrides = {**(inherit or {}), **m.overrides}
+    return build_detector(m.name, num_classes, weights=m.weights, backbone_weights=m.backbone_weights, **overrides)
+
+
+def augmentation(cfg: ExperimentConfig) -> DetectionAugment:
+    d = cfg.data
+    jitter = tuple(d.scale_jitter) if d.scale_jitter else None
+    return DetectionAugment(AugmentConfig(hflip_prob=d.hflip_prob, photometric=d.photometric,
+                                          scale_jitter=jitter))  # type: ignore[arg-type]
+
+
+def make_evaluate_fn(dataset: DetectionDataset | None, batch_size: int = 8) -> Callable[[nn.Module], dict] | None:
+    if dataset is None:
+        return None
+    from ..eval.inference import evaluate_model
+
+    def evaluate(module: nn.Module) -> dict[str, float]:
+        return dict(evaluate_model(module, dataset, batch_size=batch_size).metrics)
+
+    return evaluate
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dataset_info(ds: DetectionDataset) -> dict[str, Any]:
+    return {"name": ds.name, "images": len(ds), "class_names": list(ds.class_names)}
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    keys = [k for k in ("mAP50", "AP", "AP75", "APs") if k in metrics]
+    return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys)
+
+
+def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
+                   dist: DistContext | None = None) -> RunSummary:
+    """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``."""
+    from ..models import checkpoint_payload
+
+    dist = dist or init_distributed(cfg.train.device)
+    data = open_datasets(cfg)
+    model = build_model(cfg, data.train.num_classes)
+    out = Path(cfg.train.out_dir)
+    if dist.is_main:
+        save_config(cfg, out / "config.yaml")
+    meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
+    trainer = Trainer(
+        model, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
+        evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
+        export_fn=lambda m: checkpoint_payload(m, data.train.class_names, data.train.category_ids, meta))
+    summary = trainer.fit(resume=resume)
+    return _finish(summary, trainer.module, data.test, log, dist)
+
+
+def _finish(summary: RunSummary, model: nn.Module, test: DetectionDataset | None, log: Log, dist: DistContext,
+            extra_models: dict[str, nn.Module] | None = None) -> RunSummary:
+    """Score the final model (and any extra ones, e.g. the teacher) on the test split; rewrite the summary."""
+    if test is not None:
+        from ..eval.inference import evaluate_model
+
+        models = {"model": model, **(extra_models or {})}
+        scores = {name: dict(evaluate_model(m, test, batch_size=8).metrics) for name, m in models.items()}
+        summary.extra["test"] = scores
+        for name, metrics in scores.items():
+            log(f"test ({test.name}, {len(test)} images) {name}: {_headline(metrics)}")
+    if dist.is_main:
+        atomic_write_text(json.dumps(summary.to_dict(), indent=2), Path(summary.out_dir) / "summary.json")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------ distillation
+def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    from ..models import load_detector, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    return load_detector(path), ckpt
+
+
+def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
+    kwargs = teacher_ckpt["model_spec"].get("kwargs", {})
+    return {k: copy.deepcopy(v) for k, v in kwargs.items() if k in PAIRING_KWARGS}
+
+
+def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print):  # noqa: ANN201
+    """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
+    from ..distill.distiller import Distiller, PairingError
+
+    if not cfg.teacher:
+        raise ValueError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+    data = data or open_datasets(cfg)
+    teacher, ckpt = load_teacher(cfg.teacher)
+    if list(ckpt["class_names"]) != list(data.train.class_names):
+        raise PairingError(f"{cfg.teacher}: the teacher's classes {ckpt['class_names']} differ from the dataset's "
+                           f"{data.train.class_names}")
+    student = build_model(cfg, data.train.num_classes, inherit=teacher_pairing_kwargs(ckpt))
+    distiller = Distiller(teacher, student, cfg.distill)
+    return data, teacher, ckpt, student, distiller
+
+
+def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDataset | None, log: Log) -> float | None:
+    """Score the teacher on validation images; refuse one below ``distill.teacher_min_map``."""
+    if val is None:
+        log("teacher check skipped: no validation split")
+        return None
+    from ..eval.inference import evaluate_model
+
+    n = min(len(val), cfg.distill.teacher_eval_images)
+    subset = copy.copy(val)
+    subset.records = val.records[:n]
+    score = float(evaluate_model(teacher, subset, batch_size=8).metrics["mAP50"])
+    floor = cfg.distill.teacher_min_map
+    log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor})")
+    if score < floor and not cfg.distill.allow_weak_teacher:
+        raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
+                         f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
+                         "or go on with --allow-weak-teacher")
+    return score
+
+
+def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool = False, log: Log = print,
+                    dist: DistContext | None = None) -> RunSummary | str:
+    """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``. ``dry_run`` returns the pairing report."""
+    from ..models import checkpoint_payload, describe_pairing
+
+    dist = dist or init_distributed(cfg.train.device)
+    data, teacher, ckpt, student, distiller = prepare_distillation(cfg, log=log)
+    size = (int(student.transform.min_size[-1]),) * 2
+    if dry_run:
+        report = f"{describe_pairing(teacher, student, size)}\n{distiller.plan}"
+        adapters = sum(p.numel() for p in distiller.adapters.parameters())
+        return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
+    out = Path(cfg.train.out_dir)
+    sha = file_sha256(cfg.teacher)
+    if resume and (out / "last.pt").is_file():
+        from ..models import read_checkpoint
+
+        previous = read_checkpoint(out / "last.pt")["metadata"].get("teacher", {}).get("sha256")
+        if previous and previous != sha:
+            raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
+                             f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
+    teacher_score = check_teacher(teacher, cfg, data.val, log)
+    if dist.is_main:
+        save_config(cfg, out / "config.yaml")
+    meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
+            "teacher": {"path": str(cfg.teacher), "sha256": sha, "val_mAP50": teacher_score,
+                        "model_spec": ckpt["model_spec"]},
+            "distill": dataclasses.asdict(cfg.distill)}
+    trainer = Trainer(
+        distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
+        evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
+        export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
+        run_info={"teacher_val_mAP50": teacher_score})
+    summary = trainer.fit(resume=resume)
+    return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})
