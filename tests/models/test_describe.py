@@ -29,7 +29,8 @@ def test_describe_counts_params_and_uses_model_input():
     model = build_detector("cpu_tiny", 7, min_size=128, max_size=128)
     d = describe(model, (100, 80), threads=1, runs=2, warmup=0)
     assert d.params == sum(p.numel() for p in model.parameters()) == d.trainable_params
-    assert d.model_input == (160, 128)  # 100x80 scaled to min side 128, padded to a multiple of 32
+    # scale = min(128/80, 128/100) = 1.28 -> 128x102, padded to multiples of 32
+    assert d.model_input == (128, 128)
     assert d.gflops > 0 and 0 < d.latency_ms_median <= d.latency_ms_p90
     assert model.training  # restored
 
