@@ -20,21 +20,21 @@ class UsageError(Exception):
 
 # ---------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="end-to-end demo on the embedded synthetic data",
+    p = sub.add_parser("demo", help="end-to-end demo on the embedded synthetic data (teacher, baseline, distilled)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("reports/demo"), help="report folder")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--seed", type=int, default=0, help="dataset and training seed")
+    p.add_argument("--quick", action="store_true", help="a ~3-minute version (smaller data and budgets)")
+    p.add_argument("--fresh", action="store_true", help="retrain the teacher even if a cached one matches")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .reports.samples import synthetic_preview
+    from .demo import clear_cache, run_demo
 
-    summary, picture = synthetic_preview(args.out, seed=args.seed)
-    for split, info in summary.items():
-        classes = ", ".join(f"{k} {v}" for k, v in info["classes"].items())
-        print(f"{split:5s}: {info['images']} images, {info['boxes']} boxes ({classes})")
-    print(f"wrote {picture}")
+    if args.fresh:
+        clear_cache(args.out)
+    run_demo(args.out, quick=args.quick, seed=args.seed)
     return 0
 
 

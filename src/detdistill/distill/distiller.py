@@ -22,7 +22,6 @@ The teacher is frozen: no gradients, always in eval mode, not registered as a su
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
