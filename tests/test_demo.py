@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from detdistill.demo import QUICK, format_table, gap_closed, run_demo
+from detdistill.demo import QUICK, format_table, gap_closed, run_demo, train_or_reuse_teacher
 
 
 def test_gap_closed_definition():
@@ -42,10 +42,10 @@ def test_quick_demo_writes_the_report_and_prints_the_csv_numbers(tmp_path, capsy
     params = {r["name"]: int(r["params"]) for r in rows}
     assert params["teacher"] > 5 * params["baseline"] and params["baseline"] == params["distilled"]
 
-    # A second run reuses the cached teacher (same config).
+    # A second run reuses the cached teacher (same config) instead of training it again.
     printed.clear()
-    run_demo(tmp_path / "demo", quick=True, seed=0, log=printed.append)
-    assert any(p.startswith("teacher: reusing") for p in printed)
+    path = train_or_reuse_teacher(QUICK, out / "cache", 0, printed.append)
+    assert printed[0].startswith("teacher: reusing") and path.is_file()
 
 
 def format_table_from(summary: dict) -> str:
