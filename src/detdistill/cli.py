@@ -332,6 +332,24 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ablate", help="ablation matrix (components x seeds) sharing one teacher",
+                       epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell")
+    p.add_argument("--cells", nargs="+", default=None, help="a subset of cells (default: all)")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_ablate)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import ablate
+
+    cfg = _load_run_config(args, [f"teacher={args.teacher}"] if args.teacher else [])
+    ablate(cfg, seeds=args.seeds, cells=args.cells, out_dir=args.out or "runs/ablate")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
@@ -339,6 +357,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_predict,
     _add_train,
     _add_distill,
+    _add_ablate,
     _add_models,
     _add_export,
     _add_weights,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, ResNet18_Weights, ResNet34_Weights, WeightsEnum, detection
 from torchvision.models import mobilenet_v2
