@@ -350,6 +350,34 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- compress (low-rank students)
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compress", help="Tucker-2 / SVD low-rank student from a trained checkpoint",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained detdistill checkpoint (.pt)")
+    rule = p.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--ratio", type=float, help="whole-model parameters before / after, e.g. 3")
+    rule.add_argument("--energy", type=float, help="kept share of squared singular values per layer, e.g. 0.9")
+    rule.add_argument("--ranks", type=Path, help='JSON {"layer": [ranks]}; tucker2 ranks are [R_in, R_out]')
+    p.add_argument("--out", type=Path, required=True, help="student checkpoint to write")
+    p.add_argument("--report", type=Path, default=None,
+                   help="report JSON (default: <out stem>.compression.json beside --out)")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="PATTERN",
+                   help="more layer-name patterns to keep whole (box predictor and RPN outputs always are)")
+    p.set_defaults(func=cmd_compress)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .models.lowrank import compress_checkpoint
+
+    report_path = args.report or args.out.with_name(args.out.stem + ".compression.json")
+    report = compress_checkpoint(args.checkpoint, args.out, ratio=args.ratio, energy=args.energy, ranks=args.ranks,
+                                 exclude=args.exclude, report_json=report_path)
+    print(report.format_table())
+    print(f"wrote {args.out} (model_spec.lowrank holds the ranks) and {report_path}")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
@@ -361,6 +389,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_models,
     _add_export,
     _add_weights,
+    _add_compress,
 ]
 
 
