@@ -359,6 +359,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     rule.add_argument("--ratio", type=float, help="whole-model parameters before / after, e.g. 3")
     rule.add_argument("--energy", type=float, help="kept share of squared singular values per layer, e.g. 0.9")
     rule.add_argument("--ranks", type=Path, help='JSON {"layer": [ranks]}; tucker2 ranks are [R_in, R_out]')
+    rule.add_argument("--vbmf", action="store_true", help="automatic ranks per layer (empirical variational "
+                      "Bayesian matrix factorisation on each unfolding)")
     p.add_argument("--out", type=Path, required=True, help="student checkpoint to write")
     p.add_argument("--report", type=Path, default=None,
                    help="report JSON (default: <out stem>.compression.json beside --out)")
@@ -372,7 +374,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     report_path = args.report or args.out.with_name(args.out.stem + ".compression.json")
     report = compress_checkpoint(args.checkpoint, args.out, ratio=args.ratio, energy=args.energy, ranks=args.ranks,
-                                 exclude=args.exclude, report_json=report_path)
+                                 vbmf=args.vbmf, exclude=args.exclude, report_json=report_path)
     print(report.format_table())
     print(f"wrote {args.out} (model_spec.lowrank holds the ranks) and {report_path}")
     return 0

@@ -15,7 +15,8 @@ from detdistill.models import build_detector, load_detector, read_checkpoint, sa
 from detdistill.models.lowrank import (DEFAULT_EXCLUDE, SVDConv, SVDLinear, Tucker2Conv, apply_lowrank_spec,
                                        candidate_layers, compress_checkpoint, compress_detector, decompose_conv,
                                        decompose_svd, energy_rank, layer_flops, layer_kind, layer_params,
-                                       mode_factors, plan_ranks, truncated_svd)
+                                       mode_factors, plan_ranks, truncated_svd, unfolding_shapes,
+                                       vbmf_rank)
 
 TINY = {"widths": [8, 8, 16], "fpn_channels": 16, "representation_size": 32}
 
@@ -136,6 +137,30 @@ def test_candidates_skip_outputs_and_grouped_convs(model):
     assert layer_kind(nn.Conv2d(8, 8, 1)) == "svd" and layer_kind(nn.Conv2d(8, 8, 3)) == "tucker2"
 
 
+@pytest.mark.parametrize("rank,shape,noise", [(4, (30, 80), 0.1), (7, (64, 576), 0.3), (1, (10, 10), 0.05)])
+def test_vbmf_finds_the_planted_rank(rank, shape, noise):
+    g = torch.Generator().manual_seed(rank)
+    y = torch.randn(shape[0], rank, generator=g) @ torch.randn(rank, shape[1], generator=g)
+    y = y + noise * torch.randn(*shape, generator=g)
+    assert vbmf_rank(torch.linalg.svdvals(y) ** 2, shape) == rank
+    assert vbmf_rank(torch.linalg.svdvals(y.T) ** 2, shape[::-1]) == rank
+    assert vbmf_rank(torch.zeros(5), (5, 9)) == 1
+
+
+def test_vbmf_plan_uses_each_unfolding(model):
+    g = torch.Generator().manual_seed(0)
+    fc7 = model.roi_heads.box_head.fc7  # 32×32: plant rank 3
+    fc7.weight.data.copy_(torch.randn(32, 3, generator=g) @ torch.randn(3, 32, generator=g))
+    conv = model.get_submodule("rpn.head.conv.0.0")  # 16×16×3×3: plant Tucker ranks (R_in 2, R_out 5)
+    core = torch.randn(5, 2, 3, 3, generator=g)
+    conv.weight.data.copy_(torch.einsum("rshw,or,is->oihw", core, torch.randn(16, 5, generator=g),
+                                        torch.randn(16, 2, generator=g)))
+    plan = plan_ranks(model, vbmf=True)
+    assert plan["roi_heads.box_head.fc7"] == {"kind": "svd", "ranks": [3]}
+    assert plan["rpn.head.conv.0.0"] == {"kind": "tucker2", "ranks": [2, 5]}
+    assert unfolding_shapes(conv) == [(16, 144), (16, 144)]
+
+
 def test_full_energy_leaves_every_layer_whole(model):
     # A random (full-rank) kernel at energy 1 keeps every rank: never smaller, so nothing is compressed.
     assert plan_ranks(model, energy=1.0) == {}
@@ -174,7 +199,7 @@ def test_explicit_ranks_and_bad_input(model):
         plan_ranks(model, energy=1.5)
     with pytest.raises(ValueError, match=r"ratio 1000.0 is out of reach: rank 1 in every compressible layer"):
         plan_ranks(model, ratio=1000.0)
-    with pytest.raises(ValueError, match="exactly one of ratio, energy or ranks"):
+    with pytest.raises(ValueError, match="exactly one of ratio, energy, ranks or vbmf"):
         plan_ranks(model, ratio=2.0, energy=0.5)
 
 

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -290,6 +291,62 @@ def spectra(layer: nn.Module) -> list[torch.Tensor]:
             torch.linalg.svdvals(w.reshape(c_out, -1)) ** 2]
 
 
+def unfolding_shapes(layer: nn.Module) -> list[tuple[int, int]]:
+    """Shapes of the matrices :func:`spectra` decomposes, in the same order."""
+    w = layer.weight
+    if layer_kind(layer) == "svd":
+        return [(w.shape[0], w[0].numel())]
+    c_out, c_in = w.shape[:2]
+    return [(c_in, w.numel() // c_in), (c_out, w.numel() // c_out)]
+
+
+def vbmf_rank(squared: torch.Tensor, shape: tuple[int, int]) -> int:
+    """Rank chosen by empirical variational Bayesian matrix factorisation (EVBMF; Nakajima et al., JMLR 2013,
+    the analytic global solution with the noise variance estimated), from the squared singular values of an
+    L×M matrix. Kim et al. (ICLR 2016) pick Tucker ranks this way, one channel unfolding at a time.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> y = torch.randn(30, 4, generator=g) @ torch.randn(4, 80, generator=g) + 0.1 * torch.randn(30, 80, generator=g)
+    >>> vbmf_rank(torch.linalg.svdvals(y) ** 2, (30, 80))
+    4
+    """
+    s2 = squared.detach().double().cpu().numpy()
+    L, M = sorted(int(d) for d in shape)
+    s2 = np.sort(s2)[::-1][:L]
+    if len(s2) < L:  # zero singular values beyond the numerical rank
+        s2 = np.concatenate([s2, np.zeros(L - len(s2))])
+    if s2.sum() <= 0:
+        return 1
+    alpha = L / M
+    tau_ub = 2.5129 * math.sqrt(alpha)
+    x_ub = (1 + tau_ub) * (1 + alpha / tau_ub)
+    h_ub = min(math.ceil(L / (1 + alpha)) - 1, L) - 1
+    upper = float(s2.sum() / (L * M))
+    lower = max(float(s2[h_ub + 1]) / (M * x_ub), float(np.mean(s2[h_ub + 1:])) / M, upper * 1e-12)
+
+    def objective(sigma2: float) -> float:
+        x = s2 / (M * sigma2)
+        z1, z2 = x[x > x_ub], np.maximum(x[x <= x_ub], 1e-300)
+        tau = 0.5 * (z1 - (1 + alpha) + np.sqrt((z1 - (1 + alpha)) ** 2 - 4 * alpha))
+        return float(np.sum(z2 - np.log(z2)) + np.sum(z1 - tau) + np.sum(np.log((tau + 1) / z1))
+                     + alpha * np.sum(np.log(tau / alpha + 1)))
+
+    if upper <= lower:
+        sigma2 = upper
+    else:
+        # The objective is one-dimensional but not convex: a log grid finds the basin, golden section refines.
+        grid = np.geomspace(lower, upper, 200)
+        i = int(np.argmin([objective(g) for g in grid]))
+        a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        phi = (math.sqrt(5) - 1) / 2
+        for _ in range(60):
+            c, d = b - phi * (b - a), a + phi * (b - a)
+            a, b = (a, d) if objective(c) < objective(d) else (c, b)
+        sigma2 = (a + b) / 2
+    threshold = M * sigma2 * (1 + tau_ub) * (1 + alpha / tau_ub)
+    return max(1, int((s2 > threshold).sum()))
+
+
 def energy_rank(squared: torch.Tensor, energy: float) -> int:
     """Smallest r whose leading squared singular values hold at least ``energy`` of their sum.
 
@@ -345,9 +402,9 @@ def _unknown_layer(name: str, known: Iterable[str], where: str) -> ValueError:
 
 
 def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | None = None,
-               ranks: Mapping[str, Any] | None = None, exclude: Sequence[str] = DEFAULT_EXCLUDE,
+               ranks: Mapping[str, Any] | None = None, vbmf: bool = False, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                source: str = "ranks") -> dict[str, dict[str, Any]]:
-    """Choose per-layer ranks; exactly one of ``ratio``, ``energy``, ``ranks``.
+    """Choose per-layer ranks; exactly one of ``ratio``, ``energy``, ``ranks``, ``vbmf``.
 
     - ``energy`` in (0, 1]: per layer (and per Tucker mode) the smallest rank keeping that share of the
       squared singular values.
@@ -355,8 +412,9 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
       threshold for every layer (bisection on it), so each layer keeps ranks in proportion to how much of
       its spectrum matters.
     - ``ranks``: ``{layer: [ranks]}`` or ``{layer: {"kind", "ranks"}}``, applied as given.
+    - ``vbmf``: automatic ranks per matrix by :func:`vbmf_rank` (no target; the noise level is estimated).
 
-    With ``ratio`` and ``energy``, a layer whose low-rank form would not have fewer parameters stays whole.
+    With ``ratio``, ``energy`` and ``vbmf``, a layer whose low-rank form would not have fewer parameters stays whole.
 
     Example:
         >>> from detdistill.models import build_detector
@@ -364,8 +422,8 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
         >>> plan
         {'roi_heads.box_head.fc6': {'kind': 'svd', 'ranks': [8]}}
     """
-    if sum(x is not None for x in (ratio, energy, ranks)) != 1:
-        raise ValueError("choose ranks by exactly one of ratio, energy or ranks")
+    if sum(x is not None for x in (ratio, energy, ranks)) + bool(vbmf) != 1:
+        raise ValueError("choose ranks by exactly one of ratio, energy, ranks or vbmf")
     layers = candidate_layers(model, exclude)
     if ranks is not None:
         if not isinstance(ranks, Mapping):
@@ -379,14 +437,21 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
     with _one_thread():
         spec = {name: spectra(layer) for name, layer in layers.items()}
 
-    def at(e: float) -> dict[str, dict[str, Any]]:
+    def at(e: float | None) -> dict[str, dict[str, Any]]:
         out = {}
         for name, layer in layers.items():
             kind = layer_kind(layer)
-            rs = [energy_rank(s, e) for s in spec[name]]
+            if e is None:
+                rs = [min(vbmf_rank(s, shape), hi) for s, shape, hi in
+                      zip(spec[name], unfolding_shapes(layer), _max_ranks(layer))]
+            else:
+                rs = [energy_rank(s, e) for s in spec[name]]
             if layer_params(layer, kind, rs) < layer_params(layer):
                 out[name] = {"kind": kind, "ranks": rs}
         return out
+
+    if vbmf:
+        return at(None)
 
     if energy is not None:
         if not 0.0 < energy <= 1.0:
@@ -596,8 +661,8 @@ def _input_size(model: nn.Module, image_size: Sequence[int] | None) -> tuple[int
 
 
 def compress_detector(model: nn.Module, *, ratio: float | None = None, energy: float | None = None,
-                      ranks: Mapping[str, Any] | None = None, exclude: Sequence[str] = DEFAULT_EXCLUDE,
-                      image_size: Sequence[int] | None = None,
+                      ranks: Mapping[str, Any] | None = None, vbmf: bool = False,
+                      exclude: Sequence[str] = DEFAULT_EXCLUDE, image_size: Sequence[int] | None = None,
                       source: str = "ranks") -> tuple[nn.Module, CompressionReport]:
     """A low-rank copy of a trained detector and its :class:`CompressionReport` (``model`` is untouched).
 
@@ -616,7 +681,7 @@ def compress_detector(model: nn.Module, *, ratio: float | None = None, energy: f
 
     if getattr(model, "detdistill_spec", {}).get("lowrank"):
         raise ValueError("the model is already low-rank (model_spec.lowrank is set); compress the original")
-    plan = plan_ranks(model, ratio=ratio, energy=energy, ranks=ranks, exclude=exclude, source=source)
+    plan = plan_ranks(model, ratio=ratio, energy=energy, ranks=ranks, vbmf=vbmf, exclude=exclude, source=source)
     h, w = _input_size(model, image_size)
     image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     candidates = candidate_layers(model, exclude)
@@ -656,7 +721,7 @@ def load_ranks_file(path: str | Path) -> dict[str, Any]:
 
 def compress_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float | None = None,
                         energy: float | None = None, ranks: str | Path | Mapping[str, Any] | None = None,
-                        exclude: Sequence[str] = (), report_json: str | Path | None = None) -> CompressionReport:
+                        vbmf: bool = False, exclude: Sequence[str] = (), report_json: str | Path | None = None) -> CompressionReport:
     """Compress a trained checkpoint into a low-rank student checkpoint (+ the report as JSON).
 
     ``exclude`` patterns are added to :data:`DEFAULT_EXCLUDE`. ``report_json`` defaults to
@@ -680,9 +745,10 @@ def compress_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float
     source = "ranks"
     if isinstance(ranks, (str, Path)):
         source, ranks = str(ranks), load_ranks_file(ranks)
-    student, report = compress_detector(model.eval(), ratio=ratio, energy=energy, ranks=ranks,
+    student, report = compress_detector(model.eval(), ratio=ratio, energy=energy, ranks=ranks, vbmf=vbmf,
                                         exclude=(*DEFAULT_EXCLUDE, *exclude), source=source)
-    rule = {"ratio": ratio} if ratio is not None else {"energy": energy} if energy is not None else {"ranks": source}
+    rule = ({"ratio": ratio} if ratio is not None else {"energy": energy} if energy is not None
+            else {"vbmf": True} if vbmf else {"ranks": source})
     meta = {"kind": "compress", "compressed_from": str(checkpoint), "rule": rule,
             "compression": {"model_ratio": report.model_ratio, "layers_ratio": report.layers_ratio,
                             "model_params_before": report.model_params_before,
