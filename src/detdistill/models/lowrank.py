@@ -1,7 +1,7 @@
 """Low-rank students: Tucker-2 / SVD compression of a trained detector and the rank report.
 
-The paper (Chen et al. 2017, after Kim et al. 2016) builds one student by Tucker decomposition of a trained
-network and distils into it. Here:
+The paper (Chen et al. 2017) builds one student by Tucker decomposition of a trained network (a Tucker-
+decomposed AlexNet, the scheme of Kim et al., ICLR 2016) and distils into it. Here:
 
 - a k×k ``Conv2d`` (``groups == 1``) becomes :class:`Tucker2Conv`: 1×1 (C_in→R_in), k×k (R_in→R_out, same
   stride, padding, dilation), 1×1 (R_out→C_out, with the bias), initialised by a partial Tucker (HOSVD) of
@@ -386,8 +386,9 @@ def _normalise_entry(name: str, entry: Any, layer: nn.Module, where: str) -> dic
         if unknown or "ranks" not in entry:
             raise ValueError(f"{where}: layer '{name}' needs {{'kind', 'ranks'}}, got keys {sorted(entry)}")
         if entry.get("kind", kind) != kind:
-            raise ValueError(f"{where}: layer '{name}' is a {'×'.join(map(str, layer.weight.shape))} {type(layer).__name__}: its kind is "
-                             f"'{kind}', not {entry.get('kind')!r}")
+            shape = "×".join(map(str, layer.weight.shape))
+            raise ValueError(f"{where}: layer '{name}' is a {shape} {type(layer).__name__}: its kind is '{kind}', "
+                             f"not {entry.get('kind')!r}")
         ranks = entry["ranks"]
     else:
         ranks = entry
@@ -495,7 +496,8 @@ def apply_lowrank_spec(model: nn.Module, lowrank: Mapping[str, Any]) -> nn.Modul
 
     Example:
         >>> from detdistill.models import build_detector
-        >>> m = apply_lowrank_spec(build_detector("cpu_tiny", 7), {"roi_heads.box_head.fc6": {"kind": "svd", "ranks": [8]}})
+        >>> spec = {"roi_heads.box_head.fc6": {"kind": "svd", "ranks": [8]}}
+        >>> m = apply_lowrank_spec(build_detector("cpu_tiny", 7), spec)
         >>> m.roi_heads.box_head.fc6.ranks
         [8]
     """
@@ -695,7 +697,8 @@ def compress_detector(model: nn.Module, *, ratio: float | None = None, energy: f
         pos = io.get(name, (0, 0))  # a layer the eval forward never reaches costs nothing there
         rows.append(LayerReport(
             name=name, kind=p["kind"], shape=list(layer.weight.shape), ranks=list(p["ranks"]),
-            params_before=layer_params(layer), params_after=sum(q.numel() for q in student.get_submodule(name).parameters()),
+            params_before=layer_params(layer),
+            params_after=sum(q.numel() for q in student.get_submodule(name).parameters()),
             flops_before=layer_flops(layer, pos), flops_after=layer_flops(layer, pos, p["kind"], p["ranks"])))
     report = CompressionReport(
         layers=rows, model_params_before=sum(q.numel() for q in model.parameters()),
@@ -721,7 +724,8 @@ def load_ranks_file(path: str | Path) -> dict[str, Any]:
 
 def compress_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float | None = None,
                         energy: float | None = None, ranks: str | Path | Mapping[str, Any] | None = None,
-                        vbmf: bool = False, exclude: Sequence[str] = (), report_json: str | Path | None = None) -> CompressionReport:
+                        vbmf: bool = False, exclude: Sequence[str] = (),
+                        report_json: str | Path | None = None) -> CompressionReport:
     """Compress a trained checkpoint into a low-rank student checkpoint (+ the report as JSON).
 
     ``exclude`` patterns are added to :data:`DEFAULT_EXCLUDE`. ``report_json`` defaults to
