@@ -275,6 +275,11 @@ def test_compress_checkpoint_and_cli(model, tmp_path, capsys):
     assert load_detector(tmp_path / "c.pt").roi_heads.box_head.fc7.ranks == [5]
     assert json.loads((tmp_path / "c.json").read_text())["layers"][0]["params_after"] == 5 * 64 + 32
 
+    assert main(["compress", "--checkpoint", str(src), "--vbmf", "--out", str(tmp_path / "v.pt")]) == 0
+    capsys.readouterr()
+    assert read_checkpoint(tmp_path / "v.pt")["metadata"]["rule"] == {"vbmf": True}
+    assert (tmp_path / "v.compression.json").is_file()
+
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["compress", "--checkpoint", str(src), "--ranks", str(tmp_path / "bad.json"),
                  "--out", str(tmp_path / "x.pt")]) == 2

@@ -685,7 +685,8 @@ def compress_detector(model: nn.Module, *, ratio: float | None = None, energy: f
         raise ValueError("the model is already low-rank (model_spec.lowrank is set); compress the original")
     plan = plan_ranks(model, ratio=ratio, energy=energy, ranks=ranks, vbmf=vbmf, exclude=exclude, source=source)
     h, w = _input_size(model, image_size)
-    image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    device = next(model.parameters()).device
+    image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     candidates = candidate_layers(model, exclude)
     io = _layer_io(model, plan, image)
     student = apply_lowrank_spec(copy.deepcopy(model), plan)
