@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,12 @@ def recovered(teacher: float, compressed: float, after: float) -> str:
 
 def table(results: dict[str, Any]) -> str:
     t = results["teacher"]
+    speed = results.get("speed", {})
     lines = ["| model | ratio (params) | params | GFLOPs | CPU images/s | mAP@0.5 compressed | fine-tuned | "
              "distilled | recovered: fine-tune / distil |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-             f"| teacher | 1.00× | {t['params'] / 1e6:.2f} M | {t['gflops']:.2f} | {t['images_per_s']:.1f} | "
+             f"| teacher | 1.00× | {t['params'] / 1e6:.2f} M | {t['gflops']:.2f} | "
+             f"{speed.get('teacher', t['images_per_s']):.1f} | "
              f"{t['mAP50']:.3f} | | | |"]
     for key, r in results["ratios"].items():
         c, ft, kd = r.get("compressed"), r.get("finetuned"), r.get("distilled")
@@ -72,11 +75,13 @@ def table(results: dict[str, Any]) -> str:
         cell = lambda m: f"{m['mAP50']:.3f}" if m else "–"  # noqa: E731
         rec = " / ".join(recovered(t["mAP50"], c["mAP50"], m["mAP50"]) if m else "–" for m in (ft, kd))
         lines.append(f"| Tucker student {key}× | {t['params'] / c['params']:.2f}× | {c['params'] / 1e6:.2f} M | "
-                     f"{c['gflops']:.2f} | {c['images_per_s']:.1f} | {c['mAP50']:.3f} | {cell(ft)} | {cell(kd)} | "
+                     f"{c['gflops']:.2f} | {speed.get(key, c['images_per_s']):.1f} | {c['mAP50']:.3f} | {cell(ft)} | "
+                     f"{cell(kd)} | "
                      f"{rec} |")
     lines.append(f"\n{results['test']}; recovered = (after − compressed) / (teacher − compressed); "
-                 f"{results['steps']} steps each, lr {results['lr']}; images/s: batch 1, 2 threads, "
-                 f"median of {results['runs']} runs")
+                 f"{results['steps']} steps each, lr {results['lr']}; images/s: batch 1, 2 threads, random "
+                 f"{results.get('size', '160×160')} image, median over rounds of the median of {results['runs']} runs "
+                 "(compressed architecture; fine-tuning and distillation keep it)")
     return "\n".join(lines)
 
 
@@ -140,7 +145,22 @@ def main() -> None:
             r["distilled"] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
             save()
         print(f"{key}x distilled: mAP@0.5 {r['distilled']['mAP50']:.3f}", flush=True)
+    results["speed"] = speed_pass(args.teacher, args.out, args.ratios, size, args.runs, rounds=3)
+    save()
     print(table(results))
+
+
+def speed_pass(teacher: Path, out: Path, ratios: list[float], size: tuple[int, int], runs: int,
+               rounds: int) -> dict[str, float]:
+    """images/s per architecture, measured after all training with the models interleaved round by round
+    (the median over rounds), so that a busy moment during one stage does not skew one row."""
+    models = {"teacher": load_detector(teacher)}
+    models |= {f"{r:g}": load_detector(out / f"tucker{r:g}x.pt") for r in ratios}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for key, model in models.items():
+            times[key].append(describe(model, size, threads=2, runs=runs, warmup=2).latency_ms_median)
+    return {k: 1000.0 / statistics.median(v) for k, v in times.items()}
 
 
 if __name__ == "__main__":
