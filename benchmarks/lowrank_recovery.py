@@ -62,24 +62,27 @@ def recovered(teacher: float, compressed: float, after: float) -> str:
 def table(results: dict[str, Any]) -> str:
     t = results["teacher"]
     speed = results.get("speed", {})
-    lines = ["| model | ratio (params) | params | GFLOPs | CPU images/s | mAP@0.5 compressed | fine-tuned | "
-             "distilled | recovered: fine-tune / distil |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    kd = ["distilled", *[f"distilled_{v}" for v in results.get("variants", {})]]
+    heads = ["fine-tuned", *[k.replace("_", " ") for k in kd]]
+    lines = ["| model | ratio (params) | params | GFLOPs | CPU images/s | mAP@0.5 compressed | " + " | ".join(heads)
+             + " | recovered: " + " / ".join(heads) + " |",
+             "| --- " + "| ---: " * (6 + len(heads)) + "|",
              f"| teacher | 1.00× | {t['params'] / 1e6:.2f} M | {t['gflops']:.2f} | "
-             f"{speed.get('teacher', t['images_per_s']):.1f} | "
-             f"{t['mAP50']:.3f} | | | |"]
+             f"{speed.get('teacher', t['images_per_s']):.1f} | {t['mAP50']:.3f} |" + " |" * (len(heads) + 1)]
     for key, r in results["ratios"].items():
-        c, ft, kd = r.get("compressed"), r.get("finetuned"), r.get("distilled")
+        c = r.get("compressed")
         if c is None:
             continue
-        cell = lambda m: f"{m['mAP50']:.3f}" if m else "–"  # noqa: E731
-        rec = " / ".join(recovered(t["mAP50"], c["mAP50"], m["mAP50"]) if m else "–" for m in (ft, kd))
+        after = [r.get(k) for k in ("finetuned", *kd)]
+        cells = " | ".join(f"{m['mAP50']:.3f}" if m else "–" for m in after)
+        rec = " / ".join(recovered(t["mAP50"], c["mAP50"], m["mAP50"]) if m else "–" for m in after)
         lines.append(f"| Tucker student {key}× | {t['params'] / c['params']:.2f}× | {c['params'] / 1e6:.2f} M | "
-                     f"{c['gflops']:.2f} | {speed.get(key, c['images_per_s']):.1f} | {c['mAP50']:.3f} | {cell(ft)} | "
-                     f"{cell(kd)} | "
+                     f"{c['gflops']:.2f} | {speed.get(key, c['images_per_s']):.1f} | {c['mAP50']:.3f} | {cells} | "
                      f"{rec} |")
+    variants = "; ".join(f"distilled {k}: {' '.join(v)}" for k, v in results.get("variants", {}).items())
     lines.append(f"\n{results['test']}; recovered = (after − compressed) / (teacher − compressed); "
-                 f"{results['steps']} steps each, lr {results['lr']}; images/s: batch 1, 2 threads, random "
+                 f"{results['steps']} steps each, lr {results['lr']}; distilled = paper defaults"
+                 f"{'; ' + variants if variants else ''}; images/s: batch 1, 2 threads, random "
                  f"{results.get('size', '160×160')} image, median over rounds of the median of {results['runs']} runs "
                  "(compressed architecture; fine-tuning and distillation keep it)")
     return "\n".join(lines)
@@ -95,6 +98,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20, help="timed forwards for images/s")
     ap.add_argument("--out", type=Path, default=Path("/tmp/lowrank/runs"))
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value", help="more config overrides")
+    ap.add_argument("--kd-variant", nargs="+", action="append", default=[], metavar="NAME key=value",
+                    help="an extra distillation run per ratio with these distill overrides, e.g. "
+                         "--kd-variant noadapt distill.adaptation=false")
     args = ap.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +109,7 @@ def main() -> None:
     results.update({"steps": args.steps, "lr": args.lr, "runs": args.runs,
                     "test": f"SyntheticShapes('test', num_images={args.test_images})"})
     results.setdefault("ratios", {})
+    results["variants"] = {v[0]: v[1:] for v in args.kd_variant}
 
     def save() -> None:
         atomic_write_text(json.dumps(results, indent=2), res_path)
@@ -137,14 +144,15 @@ def main() -> None:
             r["finetuned"] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
             save()
         print(f"{key}x fine-tuned: mAP@0.5 {r['finetuned']['mAP50']:.3f}", flush=True)
-        if "distilled" not in r:
-            t0 = time.perf_counter()
-            folder = args.out / f"distill{key}x"
-            distill_student(load_config(None, [f"model.name={ckpt}", f"teacher={args.teacher}",
-                                               *run_overrides(args.teacher, args.steps, args.lr, folder, args.set)]))
-            r["distilled"] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
-            save()
-        print(f"{key}x distilled: mAP@0.5 {r['distilled']['mAP50']:.3f}", flush=True)
+        for name, extra in [("distilled", []), *[(f"distilled_{k}", v) for k, v in results["variants"].items()]]:
+            if name not in r:
+                t0 = time.perf_counter()
+                folder = args.out / f"{name}{key}x"
+                overrides = run_overrides(args.teacher, args.steps, args.lr, folder, [*args.set, *extra])
+                distill_student(load_config(None, [f"model.name={ckpt}", f"teacher={args.teacher}", *overrides]))
+                r[name] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
+                save()
+            print(f"{key}x {name}: mAP@0.5 {r[name]['mAP50']:.3f}", flush=True)
     results["speed"] = speed_pass(args.teacher, args.out, args.ratios, size, args.runs, rounds=3)
     save()
     print(table(results))
