@@ -193,6 +193,10 @@ def test_explicit_ranks_and_bad_input(model):
         plan_ranks(model, ranks={"roi_heads.box_head.fc6": [33]})
     with pytest.raises(ValueError, match="its kind is 'svd', not 'tucker2'"):
         plan_ranks(model, ranks={"roi_heads.box_head.fc6": {"kind": "tucker2", "ranks": [4]}})
+    with pytest.raises(ValueError, match=r"layer 'rpn.head.cls_logits' is kept whole by the exclude patterns"):
+        plan_ranks(model, ranks={"rpn.head.cls_logits": [1]})
+    assert plan_ranks(model, ranks={"rpn.head.cls_logits": [1]}, exclude=()) == {
+        "rpn.head.cls_logits": {"kind": "svd", "ranks": [1]}}
     with pytest.raises(ValueError, match="ratio must be a number > 1"):
         plan_ranks(model, ratio=1.0)
     with pytest.raises(ValueError, match=r"energy must be in \(0, 1\]"):

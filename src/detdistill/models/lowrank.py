@@ -415,7 +415,8 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
     - ``ranks``: ``{layer: [ranks]}`` or ``{layer: {"kind", "ranks"}}``, applied as given.
     - ``vbmf``: automatic ranks per matrix by :func:`vbmf_rank` (no target; the noise level is estimated).
 
-    With ``ratio``, ``energy`` and ``vbmf``, a layer whose low-rank form would not have fewer parameters stays whole.
+    With ``ratio``, ``energy`` and ``vbmf``, a layer whose low-rank form would not have fewer parameters stays
+    whole.
 
     Example:
         >>> from detdistill.models import build_detector
@@ -425,6 +426,10 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
     """
     if sum(x is not None for x in (ratio, energy, ranks)) + bool(vbmf) != 1:
         raise ValueError("choose ranks by exactly one of ratio, energy, ranks or vbmf")
+    if energy is not None and not 0.0 < energy <= 1.0:
+        raise ValueError(f"energy must be in (0, 1] (the kept share of squared singular values), got {energy}")
+    if ratio is not None and (not ratio > 1.0 or not math.isfinite(ratio)):
+        raise ValueError(f"ratio must be a number > 1 (parameters before / after), got {ratio}")
     layers = candidate_layers(model, exclude)
     if ranks is not None:
         if not isinstance(ranks, Mapping):
@@ -432,6 +437,9 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
         plan = {}
         for name, entry in ranks.items():
             if name not in layers:
+                if name in candidate_layers(model, exclude=()):
+                    raise ValueError(f"{source}: layer '{name}' is kept whole by the exclude patterns "
+                                     f"{list(exclude)}")
                 raise _unknown_layer(name, layers, source)
             plan[name] = _normalise_entry(name, entry, layers[name], source)
         return plan
@@ -455,12 +463,8 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
         return at(None)
 
     if energy is not None:
-        if not 0.0 < energy <= 1.0:
-            raise ValueError(f"energy must be in (0, 1] (the kept share of squared singular values), got {energy}")
         return at(float(energy))
     assert ratio is not None
-    if not ratio > 1.0 or not math.isfinite(ratio):
-        raise ValueError(f"ratio must be a number > 1 (parameters before / after), got {ratio}")
     total = sum(p.numel() for p in model.parameters())
 
     def achieved(plan: Mapping[str, Mapping[str, Any]]) -> float:
