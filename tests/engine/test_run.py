@@ -1,0 +1,77 @@
+"""train / distill runs from a config: outputs, student-only checkpoints, teacher checks, dry run, CLI."""
+
+import hashlib
+
+import pytest
+import torch
+
+from detdistill.cli import main
+from detdistill.config import load_config
+from detdistill.data import SYNTHETIC_CLASS_NAMES
+from detdistill.engine.run import distill_student, train_detector
+from detdistill.models import build_detector, load_detector, read_checkpoint, save_detector
+
+TINY = ["data.num_train_images=8", "data.num_eval_images=4", "data.test_split=null", "train.max_steps=2",
+        "train.batch_size=2", "train.eval_every=0", "train.progress=false", "distill.teacher_eval_images=4",
+        "model.overrides={min_size: 96, max_size: 96}"]
+
+
+@pytest.fixture
+def teacher_file(tmp_path):
+    torch.manual_seed(0)
+    model = build_detector("cpu_small", 7, min_size=96, max_size=96)
+    return save_detector(tmp_path / "teacher.pt", model, list(SYNTHETIC_CLASS_NAMES))
+
+
+def test_train_writes_a_self_describing_run(tmp_path):
+    cfg = load_config(None, TINY + ["model.name=cpu_tiny", f"train.out_dir={tmp_path / 'run'}"])
+    summary = train_detector(cfg, log=lambda m: None)
+    assert summary.steps == 2
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "summary.json", "loss_curves.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["class_names"] == list(SYNTHETIC_CLASS_NAMES) and ckpt["metadata"]["kind"] == "train"
+    assert isinstance(load_detector(tmp_path / "run" / "last.pt"), torch.nn.Module)
+
+
+def test_distill_writes_a_student_only_checkpoint_and_guards_the_teacher(tmp_path, teacher_file):
+    out = tmp_path / "kd"
+    overrides = TINY + ["model.name=cpu_tiny", f"teacher={teacher_file}", f"train.out_dir={out}"]
+    # An untrained teacher is refused by the mAP floor, with the way out in the message.
+    with pytest.raises(ValueError, match="below distill.teacher_min_map=0.3.*--allow-weak-teacher"):
+        distill_student(load_config(None, overrides), log=lambda m: None)
+    overrides.append("distill.allow_weak_teacher=true")
+    distill_student(load_config(None, overrides), log=lambda m: None)
+    ckpt = read_checkpoint(out / "last.pt")
+    sha = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
+    assert ckpt["metadata"]["teacher"]["sha256"] == sha and ckpt["metadata"]["distill"]["mu"] == 0.5
+    assert ckpt["model_spec"]["name"] == "cpu_tiny"
+    assert not any(k.startswith(("teacher", "adapters", "student.")) for k in ckpt["state_dict"])
+    student = load_detector(out / "last.pt")  # loads strictly: exactly the student's tensors
+    assert sum(p.numel() for p in student.parameters()) == sum(
+        p.numel() for p in build_detector("cpu_tiny", 7).parameters())
+
+    # Resume refuses a teacher file that changed since the run started.
+    torch.manual_seed(1)
+    save_detector(teacher_file, build_detector("cpu_small", 7, min_size=96, max_size=96), list(SYNTHETIC_CLASS_NAMES))
+    with pytest.raises(ValueError, match="teacher file changed since this run started"):
+        distill_student(load_config(None, overrides + ["train.max_steps=3"]), resume=True, log=lambda m: None)
+
+
+def test_dry_run_reports_pairing_terms_and_adapters(teacher_file, capsys):
+    rc = main(["distill", "--teacher", str(teacher_file), "--student", "cpu_tiny", "--dry-run", *TINY])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "PAIR anchor by anchor" in out and "rpn_soft     on" in out
+    assert "0 (64 ch) <- 32->64 adapter (2112 params) <- 0 (32 ch), stride 8" in out
+    assert "adaptation parameters: 6336" in out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "train.max_step=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "detdistill train: error: command line: unknown key 'train.max_step'; did you mean " \
+                          "'train.max_steps'?"
+    assert main(["distill", "--student", "cpu_tiny", *TINY]) == 2
+    assert "no teacher checkpoint given" in capsys.readouterr().err
