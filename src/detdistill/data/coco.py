@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord, box_area
-from .validate import SkipReport, bad_input, check_on_bad_box, require_nonempty, validate_boxes
+from .validate import SkipReport, bad_input, check_on_bad_box, finish_dataset, require_nonempty, validate_boxes
 
 
 def _field(obj: dict, key: str, path: Path, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -185,7 +185,4 @@ def read_coco(
         image_root = _guess_image_root(path, records[0].file_name, split)
     ds = DetectionDataset(records, class_names, category_ids, root=image_root,
                           name=name or f"{path.stem}")
-    ds.skips = report
-    ds.split = split
-    report.log_summary(ds.name)
-    return ds
+    return finish_dataset(ds, report, split)

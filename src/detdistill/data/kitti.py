@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, require_nonempty, validate_boxes
+from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 from .voc import IMAGE_EXTENSIONS
 
 IGNORED_TYPES = frozenset({"DontCare"})
@@ -129,11 +129,8 @@ def read_kitti(
         boxes = np.array(rows, np.float64).reshape(-1, 4)
         boxes, keep, _ = validate_boxes(boxes, width, height, file=p, fields=fields, raw_values=raws,
                                         class_names=names, on_bad_box=on_bad_box, report=report)
-        records.append(ImageRecord(image_id=image_id, file_name=str(image.relative_to(root)) if image.is_relative_to(root) else str(image), width=width,
+        records.append(ImageRecord(image_id=image_id, file_name=relative_file_name(image, root), width=width,
                                    height=height, boxes=boxes[keep], labels=np.array(labels, np.int64)[keep]))
     require_nonempty(records, str(root), split)
     ds = DetectionDataset(records, class_names, root=root, name=name or f"{root.name}-{split or 'all'}")
-    ds.skips = report
-    ds.split = split
-    report.log_summary(ds.name)
-    return ds
+    return finish_dataset(ds, report, split)

@@ -201,6 +201,19 @@ def check_images(dataset: DetectionDataset) -> list[str]:
     return problems
 
 
+def relative_file_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``; a path outside it stays absolute (``DetectionDataset`` joins only relative names)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def finish_dataset(ds: Any, report: "SkipReport", split: str | None) -> Any:
+    """Attach a reader's skip report and split to its dataset and log the skips (the last step of every reader)."""
+    ds.skips = report
+    ds.split = split
+    report.log_summary(ds.name)
+    return ds
+
+
 def require_nonempty(records: Sequence[Any], where: str, split: str | None) -> None:
     if not records:
         split_text = f" for split {split!r}" if split is not None else ""

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, require_nonempty, validate_boxes
+from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUTS = (("Annotations", "JPEGImages", Path("ImageSets") / "Main"), ("annotations", "images", Path("splits")))
@@ -144,11 +144,6 @@ def _image_file(layout: VocLayout, parsed: _VocFile) -> Path:
     return layout.images / (parsed.path.stem + ".jpg")
 
 
-def _relative(path: Path, root: Path) -> str:
-    # An absolute <filename> stays absolute; DetectionDataset.image_path joins only relative names.
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
 def read_voc(
     root: str | Path,
     split: str | None = None,
@@ -215,13 +210,10 @@ def read_voc(
                                         on_bad_box=on_bad_box, report=report)
         objs = [o for o, k in zip(objs, keep) if k]
         records.append(ImageRecord(
-            image_id=image_id, file_name=_relative(image_path, root), width=width, height=height,
+            image_id=image_id, file_name=relative_file_name(image_path, root), width=width, height=height,
             boxes=boxes[keep], labels=[label_of[o.name] for o in objs],
             difficult=np.array([o.difficult for o in objs], bool),
         ))
     require_nonempty(records, str(root), split)
     ds = DetectionDataset(records, class_names, root=root, name=name or f"{root.name}-{split or 'all'}")
-    ds.skips = report
-    ds.split = split
-    report.log_summary(ds.name)
-    return ds
+    return finish_dataset(ds, report, split)

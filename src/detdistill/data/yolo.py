@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, require_nonempty, validate_boxes
+from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 from .voc import IMAGE_EXTENSIONS
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
@@ -192,13 +192,10 @@ def read_yolo(
                                               class_names)
         else:
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        file_name = str(image.relative_to(root)) if image.is_relative_to(root) else str(image)
+        file_name = relative_file_name(image, root)
         records.append(ImageRecord(image_id=image_id, file_name=file_name, width=width, height=height,
                                    boxes=boxes, labels=labels))
     require_nonempty(records, str(root), split)
     ds = DetectionDataset(records, class_names, list(range(len(class_names))), root=root,
                           name=name or f"{root.name}-{split or 'all'}")
-    ds.skips = report
-    ds.split = split
-    report.log_summary(ds.name)
-    return ds
+    return finish_dataset(ds, report, split)
