@@ -2,7 +2,8 @@
 
 Cells: the baseline (no teacher); each component alone (soft cross-entropy on RPN+RCN, bounded regression,
 hint); all together; and the paper's side studies (T = 2 and 4 against T = 1, background weight 1.0 against
-1.5, L1 against L2 hint, adaptation layer off against on). Turning the adaptation layer off needs equal
+1.5, L1 against L2 hint, a randomly initialised adapter against the zero-initialised default, adaptation
+layer off against on). Turning the adaptation layer off needs equal
 channel counts, so that pair of cells uses a student whose FPN width equals the teacher's (``*_matched``).
 
 Each finished cell writes ``cells/<cell>/seed<k>/result.json``; a re-run skips finished cells (resumable).
@@ -37,6 +38,7 @@ CELLS: dict[str, tuple[dict[str, Any] | None, bool]] = {
     "all_T4": ({"temperature": 4.0}, False),
     "all_w0_1.0": ({"background_weight": 1.0}, False),
     "all_hint_l1": ({"hint_kind": "l1"}, False),
+    "all_adapter_kaiming": ({"adapter_init": "kaiming"}, False),
     "all_adapt_on_matched": ({}, True),
     "all_adapt_off_matched": ({"adaptation": False}, True),
 }

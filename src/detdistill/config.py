@@ -151,6 +151,10 @@ class DistillConfig:
     """Student guided layers, in the same order as ``hint_levels`` (None: paired by stride)."""
     adaptation: bool = True
     """Adaptation layer (1×1 conv) between guided and hint layers; off only when channels match."""
+    adapter_init: str = "zero"
+    """Adaptation layer initialisation (the paper does not say): ``zero`` (the student's features get no hint
+    gradient until the adapter has learnt a projection) or ``kaiming`` (random; measured on the synthetic
+    data, a random adapter made the hint cost the student mAP, see BENCHMARKS.md)."""
     rpn_soft: bool = True
     """Soft (teacher) cross-entropy on the RPN objectness."""
     rcn_soft: bool = True

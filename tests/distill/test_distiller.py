@@ -148,3 +148,30 @@ def test_hint_pairs_levels_by_measured_stride_and_sizes_adapters():
         assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (p.student_channels, p.teacher_channels, (1, 1))
         assert p.adapter_params == p.student_channels * p.teacher_channels + p.teacher_channels
     assert "stride 8" in str(distiller.plan) and "anchor check: on" in str(distiller.plan)
+
+
+def _hint_grads(adapter_init):
+    teacher, student = _models()
+    cfg = DistillConfig(rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=True,
+                        adapter_init=adapter_init)
+    distiller = Distiller(teacher, student, cfg).train()
+    images, targets = _batch()
+    distiller(images, targets)["loss_hint"].backward()
+    fpn_grad = sum(float(p.grad.abs().sum()) for p in student.backbone.fpn.parameters() if p.grad is not None)
+    adapter_grad = sum(float(p.grad.abs().sum()) for p in distiller.adapters.parameters())
+    return distiller, fpn_grad, adapter_grad
+
+
+def test_zero_initialised_adapter_learns_before_it_guides_the_student():
+    distiller, fpn_grad, adapter_grad = _hint_grads("zero")
+    assert all(float(p.detach().abs().sum()) == 0.0 for p in distiller.adapters.parameters())
+    # d/dV ||A V - Z||^2 = 2 A^T (A V - Z) vanishes at A = 0; d/dA = 2 (A V - Z) V^T does not.
+    assert fpn_grad == 0.0 and adapter_grad > 0.0
+    _, fpn_grad_random, _ = _hint_grads("kaiming")
+    assert fpn_grad_random > 0.0
+
+
+def test_unknown_adapter_init_is_refused_by_name():
+    teacher, student = _models()
+    with pytest.raises(PairingError, match="adapter_init"):
+        Distiller(teacher, student, DistillConfig(adapter_init="xavier"))

@@ -10,11 +10,22 @@ from __future__ import annotations
 from torch import nn
 
 
-def make_adaptation(student_channels: int, teacher_channels: int, kind: str = "conv", enabled: bool = True) -> nn.Module:
+ADAPTER_INITS = ("kaiming", "zero")
+
+
+def make_adaptation(student_channels: int, teacher_channels: int, kind: str = "conv", enabled: bool = True,
+                    init: str = "zero") -> nn.Module:
     """``nn.Conv2d(C_s, C_t, 1)`` (``kind="conv"``) or ``nn.Linear(C_s, C_t)`` (``kind="linear"``).
 
     With ``enabled=False`` the student feature is compared directly, which needs ``C_s == C_t``.
+
+    ``init="zero"`` starts the adapter at zero: its first gradients fit the adapter to the teacher's hint
+    while the student's features get none, so the student is not pulled toward a random projection of
+    the teacher's features before the adapter has learnt a useful one. ``"kaiming"`` is the usual random
+    initialisation.
     """
+    if init not in ADAPTER_INITS:
+        raise ValueError(f"distill.adapter_init: unknown value {init!r}; choose one of {list(ADAPTER_INITS)}")
     if not enabled:
         if student_channels != teacher_channels:
             raise ValueError(
@@ -27,6 +38,9 @@ def make_adaptation(student_channels: int, teacher_channels: int, kind: str = "c
         layer = nn.Linear(student_channels, teacher_channels)
     else:
         raise ValueError(f"adaptation kind: unknown value {kind!r}; choose 'conv' or 'linear'")
-    nn.init.kaiming_uniform_(layer.weight, a=1)
+    if init == "zero":
+        nn.init.zeros_(layer.weight)
+    else:
+        nn.init.kaiming_uniform_(layer.weight, a=1)
     nn.init.zeros_(layer.bias)
     return layer

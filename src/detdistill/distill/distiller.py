@@ -31,7 +31,7 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..config import DistillConfig
-from .adaptation import make_adaptation
+from .adaptation import ADAPTER_INITS, make_adaptation
 from .losses import (
     bound_active_fraction,
     bounded_regression_loss,
@@ -148,6 +148,9 @@ class Distiller(nn.Module):
             raise PairingError(f"distill.temperature: value {cfg.temperature} must be positive")
         if cfg.hint_kind not in ("l2", "l1"):
             raise PairingError(f"distill.hint_kind: unknown value {cfg.hint_kind!r}; choose 'l2' or 'l1'")
+        if cfg.adapter_init not in ADAPTER_INITS:
+            raise PairingError(f"distill.adapter_init: unknown value {cfg.adapter_init!r}; choose one of "
+                               f"{list(ADAPTER_INITS)}")
         if cfg.rpn_soft_anchors not in ("sampled", "all"):
             raise PairingError(f"distill.rpn_soft_anchors: unknown value {cfg.rpn_soft_anchors!r}; "
                                "choose 'sampled' or 'all'")
@@ -212,7 +215,7 @@ class Distiller(nn.Module):
                 raise PairingError(f"hint level {t_key!r} (stride {ts}) and guided level {s_key!r} (stride {ss}) "
                                    "have different spatial sizes; no 1x1 adaptation can match them")
             try:
-                adapter = make_adaptation(sc, tc, "conv", cfg.adaptation)
+                adapter = make_adaptation(sc, tc, "conv", cfg.adaptation, cfg.adapter_init)
             except ValueError as exc:
                 raise PairingError(f"level {s_key!r} -> {t_key!r}: {exc}") from exc
             self.adapters[s_key] = adapter
