@@ -2,6 +2,7 @@
 
 import csv
 import re
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,15 @@ def format_table_from(summary: dict) -> str:
 
     rows = [DemoRow(**r) for r in summary["rows"]]
     return format_table(rows, summary["gap_closed"], summary["teacher_margin"])
+
+
+def test_teacher_cache_key_ignores_distillation_knobs_but_not_training_ones():
+    from detdistill.demo import _config_key, _experiment
+
+    base = _experiment(QUICK, QUICK.teacher, QUICK.teacher_steps, Path("a"), 0)
+    other_folder = _experiment(QUICK, QUICK.teacher, QUICK.teacher_steps, Path("b"), 0)
+    other_folder.distill.gamma = 2.0
+    other_folder.distill.adapter_init = "kaiming"
+    assert _config_key(other_folder) == _config_key(base)
+    longer = _experiment(QUICK, QUICK.teacher, QUICK.teacher_steps + 1, Path("a"), 0)
+    assert _config_key(longer) != _config_key(base)

@@ -76,6 +76,9 @@ def _config_key(cfg: ExperimentConfig) -> str:
     spec = config_to_dict(cfg)
     spec["train"].pop("out_dir")
     spec["train"].pop("progress")
+    # A teacher trains without distillation, so the distill knobs must not invalidate its cache.
+    spec.pop("distill")
+    spec.pop("teacher")
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
