@@ -75,3 +75,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                           "'train.max_steps'?"
     assert main(["distill", "--student", "cpu_tiny", *TINY]) == 2
     assert "no teacher checkpoint given" in capsys.readouterr().err
+
+
+def test_initial_weights_follow_the_seed_not_earlier_rng_use():
+    from detdistill.engine.run import build_model
+
+    cfg = load_config(None, TINY + ["model.name=cpu_tiny", "train.seed=3"])
+    torch.manual_seed(100)
+    first = build_model(cfg, 7).state_dict()
+    torch.rand(1000)  # e.g. a dataset or a teacher check drew random numbers before the student was built
+    second = build_model(cfg, 7).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    cfg.train.seed = 4
+    third = build_model(cfg, 7).state_dict()
+    assert any(not torch.equal(first[k], third[k]) for k in first if first[k].is_floating_point())

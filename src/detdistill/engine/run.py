@@ -19,7 +19,7 @@ from torch import nn
 from ..config import ExperimentConfig, config_to_dict, save_config
 from ..data.base import DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, seed_everything
 from .distributed import DistContext, init_distributed
 from .trainer import RunSummary, Trainer
 
@@ -73,6 +73,9 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
                              f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
+    # Initial weights follow train.seed alone, not whatever consumed the RNG before (datasets, a teacher
+    # check, earlier cells of an ablation): a baseline and a distilled student with one seed start equal.
+    seed_everything(cfg.train.seed)
     return build_detector(m.name, num_classes, weights=m.weights, backbone_weights=m.backbone_weights, **overrides)
 
 
