@@ -28,10 +28,17 @@ def speed_accuracy_scatter(rows: Sequence[dict], path: str | Path, metric: str =
     """Images/s (x, log) against accuracy (y), one labelled point per model; marker area ~ parameters."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     biggest = max(r["params"] for r in rows)
-    for r in rows:
+    speeds = [r["images_per_s"] for r in rows]
+    middle = (min(speeds) * max(speeds)) ** 0.5
+    # Students of one size sit almost on top of each other: alternate labels below/above in accuracy order and
+    # put them on the side of the point that faces the middle of the plot, so none is clipped or overlapped.
+    for rank, r in enumerate(sorted(rows, key=lambda row: row[metric])):
         ax.scatter(r["images_per_s"], r[metric], s=40 + 400 * r["params"] / biggest, alpha=0.7)
-        ax.annotate(f"{r['name']}\n{r['params'] / 1e6:.2f} M", (r["images_per_s"], r[metric]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        right_side = r["images_per_s"] > middle
+        ax.annotate(f"{r['name']} ({r['params'] / 1e6:.2f} M, {r[metric]:.3f})", (r["images_per_s"], r[metric]),
+                    textcoords="offset points", xytext=(-8 if right_side else 8, -12 if rank % 2 == 0 else 6),
+                    ha="right" if right_side else "left", fontsize=8)
+    ax.margins(x=0.15, y=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("CPU images/s (batch 1)")
     ax.set_ylabel(metric)
