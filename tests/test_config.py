@@ -27,6 +27,13 @@ def test_int_is_accepted_for_float_and_none_for_optional():
     assert cfg.optim.grad_clip_norm is None
 
 
+def test_integer_level_keys_become_strings_but_booleans_stay_errors():
+    cfg = load_config(None, ["distill.hint_levels=[0, 1]", "distill.guided_levels=['0', 1]"])
+    assert cfg.distill.hint_levels == ["0", "1"] and cfg.distill.guided_levels == ["0", "1"]
+    with pytest.raises(ConfigError, match="expected a string"):
+        load_config(None, ["distill.hint_levels=[true]"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.max_step=3", "unknown key 'train.max_step'; did you mean 'train.max_steps'"),
     ("distill.backgound_weight=2", "did you mean 'distill.background_weight'"),

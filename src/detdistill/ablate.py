@@ -3,8 +3,8 @@
 Cells: the baseline (no teacher); each component alone (soft cross-entropy on RPN+RCN, bounded regression,
 hint); all together; and the paper's side studies (T = 2 and 4 against T = 1, background weight 1.0 against
 1.5, L1 against L2 hint, a randomly initialised adapter against the zero-initialised default, adaptation
-layer off against on). Turning the adaptation layer off needs equal
-channel counts, so that pair of cells uses a student whose FPN width equals the teacher's (``*_matched``).
+layer off against on). Turning the adaptation layer off needs equal channel counts, so that pair of cells
+uses a student whose FPN width equals the teacher's (``*_matched``).
 
 Each finished cell writes ``cells/<cell>/seed<k>/result.json``; a re-run skips finished cells (resumable).
 The table (mean ± std over seeds of mAP@0.5 and COCO AP on the test split) goes to ``ablation.md`` and
