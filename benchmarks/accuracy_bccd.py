@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=None, help="reuse a trained teacher checkpoint")
     parser.add_argument("--teacher-steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-ids", type=int, nargs="+", default=None,
+                        help="train only these seeds (e.g. 1 2 in a second process); the table still needs all")
     parser.add_argument("--regimes", nargs="+", default=["short", "full"], choices=sorted(REGIMES))
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
@@ -70,8 +72,9 @@ def main() -> None:
         teacher = Path(summary.last_checkpoint)
     rows = {}
     teacher_metrics = None
+    seeds = args.seed_ids if args.seed_ids is not None else range(args.seeds)
     for regime in args.regimes:
-        for seed in range(args.seeds):
+        for seed in seeds:
             for kind in ("baseline", "distilled"):
                 run = args.out / regime / f"{kind}_seed{seed}"
                 done = run / "result.json"
@@ -90,6 +93,9 @@ def main() -> None:
                           "train_seconds": summary.train_seconds}
                 done.write_text(json.dumps(result))
                 rows[(regime, kind, seed)] = result
+    if args.seed_ids is not None:
+        print(f"trained seeds {args.seed_ids}; run again with --seeds N (no --seed-ids) for the table")
+        return
     if teacher_metrics is None:
         from detdistill.data.open import open_dataset
         from detdistill.eval.inference import evaluate_model

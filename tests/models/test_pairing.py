@@ -14,6 +14,9 @@ def test_strides_are_measured_not_read_from_keys():
         {"0": 32, "1": 32, "pool": 64}
     assert feature_strides(build_detector("cpu_tiny", 3, strides=[4, 16]), (96, 128)) == \
         {"0": 4, "1": 16, "pool": 32}
+    # Sizes that no stride divides: 800 px gives a 13-pixel pool map (800 / 13 = 61.5), still stride 64.
+    assert feature_strides(build_detector("mobilenet_v2_fpn", 3), (800, 800)) == {"0": 16, "1": 32, "pool": 64}
+    assert feature_strides(build_detector("cpu_small", 3), (100, 75)) == {"0": 8, "1": 16, "pool": 32}
 
 
 def test_cpu_members_pair_by_default():

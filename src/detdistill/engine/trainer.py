@@ -248,9 +248,9 @@ class Trainer:
     # -------------------------------------------------------------------------------------- the loop
     def _to_device(self, images: list[torch.Tensor], targets: list[dict]) -> tuple[list, list]:
         non_blocking = self.device.type == "cuda"
+        # Images stay 3-D (C, H, W) here: channels_last needs rank 4, and the model's transform batches them.
+        # The convolutions follow the channels_last weights set in __init__.
         images = [img.to(self.device, non_blocking=non_blocking) for img in images]
-        if self.device.type == "cuda" and self.cfg.channels_last:
-            images = [img.contiguous(memory_format=torch.channels_last) for img in images]
         targets = [{k: v.to(self.device, non_blocking=non_blocking) for k, v in t.items()} for t in targets]
         return images, targets
 

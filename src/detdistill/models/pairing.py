@@ -8,6 +8,7 @@ dummy input: FPN key ``'0'`` is stride 4 in R50-FPN and stride 16 in MobileNetV3
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +101,9 @@ def feature_levels(model: nn.Module, image_size: tuple[int, int] = (256, 256)) -
     levels = []
     for key, f in feats.items():
         fh, fw = f.shape[-2:]
-        # ceil-mode convolutions make a map ceil(H / s) tall, so H / fh slightly underestimates s.
-        stride = round(max(h / fh, w / fw))
+        # Ceil-mode convolutions make a map ceil(H / s) tall, so H / fh underestimates s (800 px gives a
+        # 13-pixel pool map: 61.5); backbone strides are powers of two, so round to the nearest one.
+        stride = 2 ** round(math.log2(max(h / fh, w / fw)))
         levels.append(Level(str(key), int(stride), int(f.shape[1])))
     return levels
 
