@@ -54,12 +54,15 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=None, help="reuse a trained teacher checkpoint")
     parser.add_argument("--teacher-steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--seed-ids", type=int, nargs="+", default=None,
-                        help="train only these seeds (e.g. 1 2 in a second process); the table still needs all")
+    parser.add_argument("--seed-ids", type=int, nargs="*", default=None,
+                        help="train only these seeds (e.g. 1 2 in a second process; none: only the teacher); "
+                             "a later run without it prints the table")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for every run, e.g. train.device=cuda data.num_workers=4")
     parser.add_argument("--regimes", nargs="+", default=["short", "full"], choices=sorted(REGIMES))
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
-    common = [f"data.source={data}", "train.progress=false"]
+    common = [f"data.source={data}", "train.progress=false", *args.set]
     teacher = args.teacher
     if teacher is None:
         weights = cache_dir() / "mobilenetv2_imagenet_features.pt"
