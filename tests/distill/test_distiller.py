@@ -150,6 +150,16 @@ def test_hint_pairs_levels_by_measured_stride_and_sizes_adapters():
     assert "stride 8" in str(distiller.plan) and "anchor check: on" in str(distiller.plan)
 
 
+def test_levels_sharing_a_stride_pair_once_with_the_deepest_and_say_so():
+    # torchvision's MobileNetV3-FPN returns two stride-32 levels ('0', '1'); one adapter, one pair per stride.
+    teacher, _ = _models()
+    student = build_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 7, min_size=SIZE, max_size=SIZE)
+    distiller = Distiller(teacher, student, DistillConfig(rpn_soft=False, rpn_bounded=False))
+    assert [(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs] == [("pool", "1", 32)]
+    assert list(distiller.adapters) == ["1"]
+    assert any("student levels ['0'] share a stride" in note for note in distiller.plan.notes)
+
+
 def _hint_grads(adapter_init):
     teacher, student = _models()
     cfg = DistillConfig(rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=True,

@@ -190,8 +190,17 @@ class Distiller(nn.Module):
         cfg = self.config
         t_info, s_info = _feature_info(teacher, size), _feature_info(student, size)
         if cfg.hint_levels is None and cfg.guided_levels is None:
-            by_stride = {stride: key for key, (stride, _) in s_info.items()}
-            pairs = [(tk, by_stride[ts]) for tk, (ts, _) in t_info.items() if ts in by_stride]
+            # One pair per shared stride; where a model has several levels at one stride (torchvision's
+            # MobileNetV3-FPN: '0' and '1' are both stride 32) the deepest, last-listed one is used.
+            t_by_stride = {stride: key for key, (stride, _) in t_info.items()}
+            s_by_stride = {stride: key for key, (stride, _) in s_info.items()}
+            pairs = [(t_by_stride[st], s_by_stride[st]) for st in t_by_stride if st in s_by_stride]
+            for who, info, chosen in (("teacher", t_info, t_by_stride), ("student", s_info, s_by_stride)):
+                shadowed = [k for k, (st, _) in info.items() if chosen[st] != k and st in t_by_stride
+                            and st in s_by_stride]
+                if shadowed:
+                    self.plan.notes.append(f"{who} levels {shadowed} share a stride with a deeper level and are "
+                                           "left out of the hints (choose with distill.hint_levels/guided_levels)")
             if not pairs:
                 raise PairingError(f"no teacher and student feature levels share a stride (teacher "
                                    f"{ {k: s for k, (s, _) in t_info.items()} }, student "

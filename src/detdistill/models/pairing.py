@@ -3,7 +3,8 @@
 Two detectors *pair* when they share the feature strides, the anchors at each stride, the RPN and RoI box
 coder weights and the image transform: then the teacher's RPN outputs and RoI targets line up one to one with
 the student's, which the paper's soft RPN/RCN losses need. Strides are measured by running the backbone on a
-dummy input: FPN key ``'0'`` is stride 4 in R50-FPN and stride 16 in MobileNetV3-FPN.
+dummy input: FPN key ``'0'`` is stride 4 in R50-FPN and stride 32 in torchvision's MobileNetV3-FPN (whose two
+returned blocks are both stride 32), stride 16 in ``mobilenet_v2_fpn``.
 """
 
 from __future__ import annotations
