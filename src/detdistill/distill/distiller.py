@@ -194,10 +194,10 @@ class Distiller(nn.Module):
             # MobileNetV3-FPN: '0' and '1' are both stride 32) the deepest, last-listed one is used.
             t_by_stride = {stride: key for key, (stride, _) in t_info.items()}
             s_by_stride = {stride: key for key, (stride, _) in s_info.items()}
-            pairs = [(t_by_stride[st], s_by_stride[st]) for st in t_by_stride if st in s_by_stride]
+            shared = [st for st in t_by_stride if st in s_by_stride]
+            pairs = [(t_by_stride[st], s_by_stride[st]) for st in shared]
             for who, info, chosen in (("teacher", t_info, t_by_stride), ("student", s_info, s_by_stride)):
-                shadowed = [k for k, (st, _) in info.items() if chosen[st] != k and st in t_by_stride
-                            and st in s_by_stride]
+                shadowed = [k for k, (st, _) in info.items() if st in shared and chosen[st] != k]
                 if shadowed:
                     self.plan.notes.append(f"{who} levels {shadowed} share a stride with a deeper level and are "
                                            "left out of the hints (choose with distill.hint_levels/guided_levels)")
