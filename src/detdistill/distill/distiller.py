@@ -58,6 +58,20 @@ class HintPair:
 
 
 @dataclass
+class TeacherOutputs:
+    """What the terms read from the teacher that does not depend on the student.
+
+    ``features``: the teacher's FPN levels on the batch canvas; ``objectness``/``deltas``: its RPN head's
+    per-level outputs (None when no RPN term is on). This is the seam a teacher cache replaces: the teacher's
+    RoI head still runs on the student's RoIs, pooled from ``features``.
+    """
+
+    features: dict[str, Tensor] = field(default_factory=dict)
+    objectness: list[Tensor] | None = None
+    deltas: list[Tensor] | None = None
+
+
+@dataclass
 class DistillPlan:
     """What the Distiller will do: active terms, hint pairs, adapters (the dry-run report)."""
 
@@ -260,14 +274,14 @@ class Distiller(nn.Module):
         s_feats = student.backbone(image_list.tensors)
         need_teacher_rpn = cfg.rpn_soft or cfg.rpn_bounded
         need_teacher_rcn = cfg.rcn_soft or cfg.rcn_bounded
-        t_feats: dict[str, Tensor] = {}
+        teacher_out = TeacherOutputs()
         if need_teacher_rpn or need_teacher_rcn or cfg.hint:
-            with torch.no_grad():
-                t_feats = teacher.backbone(image_list.tensors)
+            teacher_out = self.teacher_outputs(image_list, targets, need_rpn=need_teacher_rpn)
+        t_feats = teacher_out.features
 
         losses: dict[str, Tensor] = {}
         stats: dict[str, float] = {}
-        proposals = self._rpn(image_list, s_feats, t_feats, targets, losses, stats, need_teacher_rpn)
+        proposals = self._rpn(image_list, s_feats, teacher_out, targets, losses, stats, need_teacher_rpn)
         self._rcn(image_list, s_feats, t_feats, proposals, targets, losses, stats, need_teacher_rcn)
         if cfg.hint:
             terms = [hint_loss(self.adapters[s_key](s_feats[s_key]).float(), t_feats[t_key].float(), cfg.hint_kind)
@@ -278,7 +292,16 @@ class Distiller(nn.Module):
         self.stats = stats
         return losses
 
-    def _rpn(self, image_list, s_feats, t_feats, targets, losses, stats, need_teacher) -> list[Tensor]:  # noqa: ANN001
+    @torch.no_grad()
+    def teacher_outputs(self, image_list, targets, need_rpn: bool) -> TeacherOutputs:  # noqa: ANN001
+        """Run the frozen teacher's backbone (and RPN head when ``need_rpn``) on the student's batch canvas."""
+        features = self.teacher.backbone(image_list.tensors)
+        out = TeacherOutputs(features=features)
+        if need_rpn:
+            out.objectness, out.deltas = self.teacher.rpn.head(list(features.values()))
+        return out
+
+    def _rpn(self, image_list, s_feats, teacher_out, targets, losses, stats, need_teacher) -> list[Tensor]:  # noqa: ANN001
         cfg, rpn = self.config, self.student.rpn
         features = list(s_feats.values())
         objectness, deltas = rpn.head(features)
@@ -306,10 +329,9 @@ class Distiller(nn.Module):
         soft = bounded = None
         if need_teacher:
             with torch.no_grad():
-                t_features = list(t_feats.values())
-                t_objectness, t_deltas = self.teacher.rpn.head(t_features)
+                t_features = list(teacher_out.features.values())
                 t_anchors = self.teacher.rpn.anchor_generator(image_list, t_features)
-                t_objectness, t_deltas = concat_box_prediction_layers(t_objectness, t_deltas)
+                t_objectness, t_deltas = concat_box_prediction_layers(teacher_out.objectness, teacher_out.deltas)
             if len(t_anchors) != len(anchors) or any(
                     a.shape != b.shape or not torch.equal(a, b) for a, b in zip(anchors, t_anchors)):
                 raise PairingError("teacher and student generated different anchors for this batch; the RPN terms "
