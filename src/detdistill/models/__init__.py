@@ -1,20 +1,15 @@
 """The model zoo: teachers and students as plain torchvision ``FasterRCNN`` modules.
 
+Layout: :mod:`.registry` (names → builders, imports nothing it registers), :mod:`.parts` (what entries are
+built from), the entry files :mod:`.zoo` and :mod:`.cpu_family`, :mod:`.factory` (``build_detector``,
+``build_from_spec``), :mod:`.checkpoint`, :mod:`.weights`, :mod:`.pairing`, :mod:`.describe`, :mod:`.export`
+and the :mod:`.lowrank` package.
+
 >>> from detdistill.models import build_detector, list_models
 >>> model = build_detector("cpu_small", num_classes=7)
 """
 
-from .registry import (
-    COMMON_OVERRIDES,
-    ModelEntry,
-    build_detector,
-    build_from_spec,
-    get_entry,
-    list_models,
-    model_spec,
-    register_model,
-    resolve_weights,
-)
+from . import lowrank  # noqa: F401 - registers the hook that rebuilds model_spec["lowrank"]
 from .checkpoint import (
     FORMAT_VERSION,
     checkpoint_payload,
@@ -22,7 +17,10 @@ from .checkpoint import (
     read_checkpoint,
     save_detector,
 )
+from .factory import build_detector, build_from_spec, model_spec, resolve_weights
+from .parts import COMMON_OVERRIDES
 from .pairing import PairingReport, describe_pairing, feature_strides
+from .registry import ModelEntry, get_entry, list_models, register_model
 from .weights import WeightsError, fetch_imagenet_mobilenet_v2
 
 __all__ = [

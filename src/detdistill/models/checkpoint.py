@@ -25,7 +25,7 @@ from torchvision.models.detection import FasterRCNN
 
 from .. import __version__
 from ..utils import atomic_torch_save, safe_torch_load
-from .registry import build_from_spec, model_spec
+from .factory import build_from_spec, model_spec
 from .weights import check_and_load
 
 FORMAT_VERSION = 1

@@ -25,9 +25,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import Conv2dNormActivation
 
-from .registry import anchor_generator, register_model
-from .weights import check_and_load, freeze_batchnorm, load_state_dict_file, remap_state_dict
-from .zoo import DEFAULT_ASPECT_RATIOS, frcnn_kwargs
+from .parts import DEFAULT_ASPECT_RATIOS, anchor_generator, frcnn_kwargs, load_backbone_file
+from .registry import register_model
+from .weights import freeze_batchnorm
 
 CPU_DEFAULTS: dict[str, Any] = {
     "min_size": 160, "max_size": 160,
@@ -92,9 +92,7 @@ def build_cpu_detector(num_classes: int, widths: Sequence[int] = (16, 32, 64), f
     """
     backbone = cpu_backbone(widths, strides, fpn_channels, depth)
     if backbone_weights is not None:
-        state = load_state_dict_file(backbone_weights)
-        check_and_load(backbone.body, remap_state_dict(state, backbone.body.state_dict(), backbone_weights),
-                       backbone_weights, what="CPU backbone")
+        load_backbone_file(backbone.body, backbone_weights, "CPU backbone")
     if pretrained or backbone_weights is not None:
         freeze_batchnorm(backbone.body)
     levels = len(strides) + 1

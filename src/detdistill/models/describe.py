@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .registry import build_detector, get_entry, list_models
+from .factory import build_detector
+from .registry import get_entry, list_models
 
 
 @dataclass(frozen=True)

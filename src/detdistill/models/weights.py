@@ -44,6 +44,28 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "detdistill"
 
 
+WEIGHTS_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt"})
+
+
+def is_file_path(value: object) -> bool:
+    """Whether ``value`` names a local file rather than a registry or weights name (``"DEFAULT"``).
+
+    The one rule for every argument that takes either (``weights``, ``backbone_weights``, a config's
+    ``model.name``): a ``Path``; or a string with a path separator, a weights suffix
+    (:data:`WEIGHTS_SUFFIXES`) or naming an existing file. Registry and torchvision weights names have none.
+
+    >>> is_file_path("runs/teacher/best.pt"), is_file_path("teacher.pth"), is_file_path("DEFAULT")
+    (True, True, False)
+    >>> is_file_path("cpu_small"), is_file_path(Path("cpu_small"))
+    (False, True)
+    """
+    if isinstance(value, Path):
+        return True
+    if not isinstance(value, str):
+        return False
+    return "/" in value or "\\" in value or Path(value).suffix in WEIGHTS_SUFFIXES or Path(value).is_file()
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict from ``path`` with ``weights_only=True``.
 

@@ -22,38 +22,13 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .registry import FASTERRCNN_KWARGS, anchor_generator, register_model, set_anchors
-from .weights import check_and_load, freeze_batchnorm, load_state_dict_file, remap_state_dict
-
-
-def frcnn_kwargs(overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """FasterRCNN's plain keyword arguments: ``defaults`` updated by ``overrides`` (lists → tuples)."""
-    out = dict(defaults or {})
-    out.update({k: v for k, v in overrides.items() if k in FASTERRCNN_KWARGS})
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
-
+from .parts import DEFAULT_ASPECT_RATIOS, anchor_generator, frcnn_kwargs, load_backbone_file, named_weights, set_anchors
+from .registry import register_model
+from .weights import freeze_batchnorm, is_file_path
 
 def _backbone_enum(enum: type[WeightsEnum], value: Any, model: str) -> WeightsEnum:
-    if isinstance(value, enum):
-        return value
-    key = str(value).removeprefix(enum.__name__ + ".")
-    try:
-        return enum[key]
-    except KeyError:
-        raise ValueError(f"backbone_weights '{value}' are not known for '{model}'; pass a local file path or "
-                         f"one of DEFAULT, {', '.join(enum.__members__)}") from None
-
-
-def _is_file_arg(value: Any) -> bool:
-    return isinstance(value, Path) or (isinstance(value, str) and ("/" in value or Path(value).exists()
-                                                                   or Path(value).suffix in {".pt", ".pth"}))
-
-
-def load_backbone_file(body: nn.Module, path: str | Path, model: str) -> None:
-    """Load a local state dict into a backbone trunk, matching keys (prefix-tolerant) or positions."""
-    state = load_state_dict_file(path)
-    mapped = remap_state_dict(state, body.state_dict(), path)
-    check_and_load(body, mapped, path, what=f"'{model}' backbone")
+    return named_weights(enum, value, f"backbone_weights '{value}' are not known for '{model}'; pass a local "
+                                      "file path or one of ")
 
 
 # ---------------------------------------------------------------- torchvision's own detectors
@@ -76,7 +51,7 @@ def _torchvision_entry(name: str) -> None:
 
     def build(num_classes: int | None, *, backbone_weights: Any = None, weights_enum: WeightsEnum | None = None,
               pretrained: bool = False, **overrides: Any) -> FasterRCNN:
-        local_backbone = backbone_weights is not None and _is_file_arg(backbone_weights)
+        local_backbone = backbone_weights is not None and is_file_path(backbone_weights)
         named_backbone = None
         if backbone_weights is not None and not local_backbone:
             named_backbone = _backbone_enum(backbone_enum, backbone_weights, name)
@@ -88,7 +63,7 @@ def _torchvision_entry(name: str) -> None:
         set_anchors(model, overrides.get("anchor_sizes"), overrides.get("aspect_ratios"),
                     conv_depth=2 if name.endswith("_v2") else 1)
         if local_backbone:
-            load_backbone_file(model.backbone.body, backbone_weights, name)
+            load_backbone_file(model.backbone.body, backbone_weights, f"'{name}' backbone")
         # v2 keeps BatchNorm2d even when trained (torchvision's recipe); the others freeze it when trained.
         if (local_backbone or (pretrained and weights_enum is None and named_backbone is None)) \
                 and not name.endswith("_v2"):
@@ -106,7 +81,7 @@ for _name in _TV:
 # ---------------------------------------------------------------- ResNet-18/34 FPN
 def _resnet_fpn(arch: str, enum: type[WeightsEnum], num_classes: int, backbone_weights: Any, pretrained: bool,
                 overrides: dict[str, Any]) -> FasterRCNN:
-    local = backbone_weights is not None and _is_file_arg(backbone_weights)
+    local = backbone_weights is not None and is_file_path(backbone_weights)
     named = _backbone_enum(enum, backbone_weights, arch) if backbone_weights is not None and not local else None
     trained = pretrained or backbone_weights is not None
     layers = overrides.get("trainable_backbone_layers", 3 if trained else 5)
@@ -115,7 +90,7 @@ def _resnet_fpn(arch: str, enum: type[WeightsEnum], num_classes: int, backbone_w
         norm_layer=FrozenBatchNorm2d if trained else nn.BatchNorm2d, trainable_layers=layers,
     )
     if local:
-        load_backbone_file(backbone.body, backbone_weights, f"{arch}_fpn")
+        load_backbone_file(backbone.body, backbone_weights, f"'{arch}_fpn' backbone")
     model = FasterRCNN(backbone, num_classes=num_classes, **frcnn_kwargs(overrides))
     set_anchors(model, overrides.get("anchor_sizes"), overrides.get("aspect_ratios"))
     return model
@@ -126,6 +101,7 @@ def resnet18_fpn(num_classes: int, *, backbone_weights: Any = None, weights_enum
                  pretrained: bool = False, **overrides: Any) -> FasterRCNN:
     """ResNet-18 FPN Faster R-CNN; from scratch all layers train with BatchNorm2d.
 
+    >>> import torch
     >>> m = resnet18_fpn(3)
     >>> sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.backbone.body.modules()) > 0
     True
@@ -148,7 +124,6 @@ MOBILENET_V2_DEFAULTS: dict[str, Any] = {
     "box_batch_size_per_image": 128,
 }
 BCCD_ANCHORS = ((16, 32), (64, 128), (192, 320))
-DEFAULT_ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
 def mobilenet_v2_fpn_backbone(width_mult: float = 1.0, fpn_channels: int = 256,
@@ -162,13 +137,14 @@ def mobilenet_v2_fpn_backbone(width_mult: float = 1.0, fpn_channels: int = 256,
     torchvision's ``mobilenet_backbone`` fixes the FPN at 256 channels, width 1 and (by default) two stride-32
     blocks; this composes the same parts with those three open.
 
+    >>> import torch
     >>> b = mobilenet_v2_fpn_backbone(width_mult=0.5, fpn_channels=64)
     >>> [(k, v.shape[-1]) for k, v in b(torch.zeros(1, 3, 64, 64)).items()]
     [('0', 4), ('1', 2), ('pool', 1)]
     """
     features = mobilenet_v2(weights=named, width_mult=width_mult).features
     if weights_file is not None:
-        load_backbone_file(features, weights_file, "mobilenet_v2")
+        load_backbone_file(features, weights_file, "'mobilenet_v2' backbone")
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
     num_stages = len(stage_indices)
     if not returned_layers or min(returned_layers) < 0 or max(returned_layers) >= num_stages:
@@ -190,7 +166,7 @@ def mobilenet_v2_fpn_backbone(width_mult: float = 1.0, fpn_channels: int = 256,
 
 def _mobilenet_v2_fpn(num_classes: int, backbone_weights: Any, pretrained: bool, overrides: dict[str, Any],
                       width_mult: float, fpn_channels: int, representation_size: int) -> FasterRCNN:
-    local = backbone_weights is not None and _is_file_arg(backbone_weights)
+    local = backbone_weights is not None and is_file_path(backbone_weights)
     named = (_backbone_enum(MobileNet_V2_Weights, backbone_weights, "mobilenet_v2_fpn")
              if backbone_weights is not None and not local else None)
     returned = tuple(overrides.get("returned_layers", (3, 4)))
