@@ -19,3 +19,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (the ../shared/data folder beside the repo)")
     return SHARED_DATA
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `--doctest-modules` (pyproject) is for src/; here it would import every .py file, and the helper
+    # scripts that tests launch (engine/run_ddp.py reads sys.argv at import) must not be imported.
+    if collection_path.suffix == ".py" and not collection_path.name.startswith(("test_", "conftest")):
+        return True
+    return None

@@ -2,7 +2,6 @@
 names the file, the field and the value. No case may surface a PIL, XML, JSON or torch traceback: every
 error here is a DatasetError (a ValueError the CLI prints as one line)."""
 
-import json
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator

@@ -80,10 +80,10 @@ class _RandomScale(v2.Transform):
             raise ValueError(f"scale_jitter: need 0 < low <= high, got ({low}, {high})")
         self.low, self.high = low, high
 
-    def make_params(self, flat_inputs):  # noqa: ANN001, ANN201
+    def make_params(self, flat_inputs):  # noqa: ANN001, ANN202
         height, width = v2.query_size(flat_inputs)
         factor = self.low + (self.high - self.low) * float(torch.rand(()))
         return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
 
-    def transform(self, inpt, params):  # noqa: ANN001, ANN201
+    def transform(self, inpt, params):  # noqa: ANN001, ANN202
         return self._call_kernel(v2.functional.resize, inpt, size=params["size"], antialias=True)

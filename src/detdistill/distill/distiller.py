@@ -268,7 +268,7 @@ class Distiller(nn.Module):
             return self.student(images)
         if targets is None:
             raise ValueError("Distiller: targets are required in training mode")
-        cfg, student, teacher = self.config, self.student, self.teacher
+        cfg, student = self.config, self.student
         original_sizes = [tuple(img.shape[-2:]) for img in images]  # noqa: F841 - parity with GeneralizedRCNN
         image_list, targets = student.transform(images, targets)
         s_feats = student.backbone(image_list.tensors)

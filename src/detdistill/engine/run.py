@@ -57,7 +57,9 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
 
 
 def _is_checkpoint(name: str) -> bool:
-    return name.endswith((".pt", ".pth")) or Path(name).is_file()
+    from ..models.weights import is_file_path
+
+    return is_file_path(name)
 
 
 def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any] | None = None) -> nn.Module:

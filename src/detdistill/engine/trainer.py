@@ -92,9 +92,10 @@ class Trainer:
         dist: the distributed context (``init_distributed``); single process by default.
         run_info: JSON-able facts stored in every checkpoint's metadata and the summary.
 
-    Example:
-        >>> trainer = Trainer(model, SyntheticShapes("train"), OptimConfig(), TrainConfig(max_steps=100))
-        >>> summary = trainer.fit()
+    Example::
+
+        trainer = Trainer(model, SyntheticShapes("train"), OptimConfig(), TrainConfig(max_steps=100))
+        summary = trainer.fit()
     """
 
     def __init__(
