@@ -23,15 +23,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "detdistill"
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
+def _module_name(path: Path, src: Path) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
-
-
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted((SRC / PACKAGE).rglob("*.py"))}
 
 
 def _resolve(importer: str, is_package: bool, level: int, module: str | None) -> str:
@@ -42,9 +38,9 @@ def _resolve(importer: str, is_package: bool, level: int, module: str | None) ->
     return ".".join([*base, module] if module else base)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """``module -> modules of this package it imports`` (module- and function-level imports alike)."""
-    modules = _modules()
+def import_graph(src: Path = SRC, package: str = PACKAGE) -> dict[str, set[str]]:
+    """``module -> modules of the package it imports`` (module- and function-level imports alike)."""
+    modules = {_module_name(p, src): p for p in sorted((src / package).rglob("*.py"))}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
@@ -94,15 +90,21 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_walker_sees_lazy_relative_and_absolute_imports():
-    graph = import_graph()
-    # Function-level relative import (cli imports its commands lazily).
-    assert "detdistill.models.lowrank" in graph["detdistill.cli"]
-    # Module-level relative import of a sibling and `from .. import name` of a parent package.
-    assert "detdistill.models.registry" in graph["detdistill.models.factory"]
-    assert "detdistill" in graph["detdistill.models.checkpoint"]
-    # The walker finds a cycle when there is one.
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+def test_the_walker_sees_lazy_relative_and_absolute_imports(tmp_path):
+    files = {
+        "pkg/__init__.py": "from .a import f\n",
+        "pkg/a.py": "import os\nfrom . import b\n\ndef f():\n    from .sub.c import g\n    return g\n",
+        "pkg/b.py": "import pkg.sub.c\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/c.py": "def g():\n    from ..b import x\n    from .. import a\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    graph = import_graph(tmp_path, "pkg")
+    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.b", "pkg.sub.c"}, "pkg.b": {"pkg.sub.c"},
+                     "pkg.sub": set(), "pkg.sub.c": {"pkg.b", "pkg.a"}}
+    assert find_cycle(graph) in (["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"], ["pkg.a", "pkg.sub.c", "pkg.a"])
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
