@@ -1,12 +1,13 @@
 """Checkpoints written by main before the models/ split (issue 22) load into the same model, outputs and all.
 
 The files in ``tests/fixtures`` were written by ``tests/fixtures/make_main_checkpoints.py`` with main at 7a40d8e:
-a plain, a ``pretrained`` (FrozenBatchNorm2d) and a low-rank ``cpu_tiny``, each with its eval outputs on a
-fixed image.
+a plain, a ``pretrained`` (FrozenBatchNorm2d) and a low-rank ``cpu_tiny``, each with what its layers compute
+on fixed inputs (backbone + FPN, RPN head, box head + predictor).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,24 +17,21 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from detdistill.models import load_detector, read_checkpoint
 from detdistill.models.lowrank import SVDLinear, Tucker2Conv, compress_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from make_main_checkpoints import layer_outputs  # noqa: E402 - the generator's own reading of the outputs
+
 DATA = Path(__file__).resolve().parents[1] / "fixtures"
 NAMES = ["main_cpu_tiny", "main_cpu_tiny_pretrained", "main_cpu_tiny_lowrank"]
 
 
-def _image() -> torch.Tensor:
-    return torch.rand(3, 160, 160, generator=torch.Generator().manual_seed(7))
-
-
 def _outputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    with torch.no_grad():
-        (pred,) = model.eval()([_image()])
-    return pred
+    return layer_outputs(model.eval())
 
 
 def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
     assert set(got) == set(want)
     for key in want:
-        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
+        torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-5, msg=lambda m, k=key: f"{k}: {m}")
 
 
 @pytest.mark.parametrize("name", NAMES)
