@@ -39,8 +39,8 @@ def unfolding_shapes(layer: nn.Module) -> list[tuple[int, int]]:
     return [(c_in, w.numel() // c_in), (c_out, w.numel() // c_out)]
 
 
-def _evbmf_objective(sigma2: float, s2: np.ndarray, M: int, alpha: float, x_ub: float) -> float:  # noqa: N803
-    # EVBMF's free energy as a function of the noise variance (Nakajima et al. 2013, eq. for the global solution).
+def _evbmf_objective(sigma2: float, s2: np.ndarray, M: int, alpha: float, x_ub: float) -> float:
+    # EVBMF's free energy as a function of the noise variance (Nakajima et al. 2013); vbmf_rank minimises it.
     x = s2 / (M * sigma2)
     z1, z2 = x[x > x_ub], np.maximum(x[x <= x_ub], 1e-300)
     tau = 0.5 * (z1 - (1 + alpha) + np.sqrt((z1 - (1 + alpha)) ** 2 - 4 * alpha))
