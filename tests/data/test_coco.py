@@ -65,3 +65,24 @@ def test_missing_required_field_is_named(tmp_path):
     path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 4}], "categories": []}))
     with pytest.raises(DatasetError, match=r"x\.json: field 'images\[0\]\.height' is missing"):
         read_coco(path)
+
+
+def test_crowd_boxes_are_left_out_of_training_targets_but_kept_for_evaluation(tmp_path, make):
+    from detdistill.data import build_loader
+    from detdistill.data.convert import to_coco_dict
+
+    ds = read_coco(_fixture(tmp_path, make))
+    eval_targets = next(iter(build_loader(ds, 2, train=False)))[1]
+    assert eval_targets[0]["iscrowd"].tolist() == [0, 1, 0]  # evaluation loaders see the crowd box
+    [target] = next(iter(build_loader(_only_first(ds), 1, train=True)))[1]
+    assert target["boxes"].tolist() == [[1, 2, 11, 7], [5, 5, 7, 7]] and target["iscrowd"].tolist() == [0, 0]
+    assert target["labels"].tolist() == [2, 1] and target["area"].tolist() == [33.5, 4.0]
+    assert [a["iscrowd"] for a in to_coco_dict(ds)["annotations"]] == [0, 1, 0]  # COCO AP ignores it
+
+
+def _only_first(ds):
+    import copy
+
+    one = copy.copy(ds)
+    one.records = ds.records[:1]
+    return one
