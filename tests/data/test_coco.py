@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -86,3 +87,102 @@ def _only_first(ds):
     one = copy.copy(ds)
     one.records = ds.records[:1]
     return one
+
+
+def _write(tmp_path, doc, name="bad.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _doc(**ann_fields):
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], **ann_fields}
+    return {"images": [{"id": 1, "file_name": "a.png", "width": 16, "height": 16}], "annotations": [ann],
+            "categories": [{"id": 1, "name": "cat"}]}
+
+
+@pytest.mark.parametrize("field, value", [("ignore", "0"), ("ignore", "1"), ("ignore", 2), ("iscrowd", None),
+                                          ("iscrowd", "1"), ("iscrowd", 0.5)])
+def test_flags_that_are_not_0_or_1_are_refused_naming_the_field(tmp_path, field, value):
+    path = _write(tmp_path, _doc(**{field: value}))
+    with pytest.raises(DatasetError, match=rf"bad\.json: field 'annotations\[0\]\.{field}' has value {re.escape(repr(value))}"):
+        read_coco(path)
+
+
+def test_boolean_and_integer_flags_are_read(tmp_path):
+    ds = read_coco(_write(tmp_path, _doc(ignore=True, iscrowd=False)))
+    assert ds.get_target(0)["difficult"].tolist() == [True] and ds.get_target(0)["iscrowd"].tolist() == [0]
+
+
+def test_overflowing_width_is_a_one_line_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_doc()).replace('"width": 16', '"width": 1e400'))
+    with pytest.raises(DatasetError, match=r"bad\.json: field 'images\[0\]\.width' has value inf: expected a finite"):
+        read_coco(path)
+
+
+def test_deeply_nested_json_is_a_one_line_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DatasetError, match=r"deep\.json: malformed JSON \(arrays or objects nested too deeply"):
+        read_coco(path)
+
+
+def test_non_utf8_json_names_the_file_and_the_byte(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(json.dumps(_doc()).replace("a.png", "\u00e9.png").encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin1\.json: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        read_coco(path)
+
+
+def test_duplicate_annotation_ids_are_a_reported_problem(tmp_path):
+    from detdistill.data.coco import duplicate_annotation_ids
+    from detdistill.data.stats import dataset_stats, format_stats
+
+    doc = _doc()
+    doc["annotations"] += [dict(doc["annotations"][0], bbox=[5, 5, 3, 3]), dict(doc["annotations"][0], id=2)]
+    ds = read_coco(_write(tmp_path, doc))
+    assert ds.records[0].num_boxes == 3  # kept: training does not use the ids
+    stats = dataset_stats(ds)
+    assert stats.problems == {"duplicate_annotation_id": 1}
+    assert "field 'annotations[1].id' has value 1: duplicate of annotations[0].id" in format_stats(stats)
+    assert duplicate_annotation_ids(doc["annotations"]) == [(1, 1, 0)]
+
+
+def test_a_missing_first_image_does_not_send_every_lookup_to_the_wrong_folder(tmp_path, make):
+    from detdistill.data.validate import check_images
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 6} for i in range(4)]
+    path = make.coco(tmp_path, images, [], [{"id": 1, "name": "cat"}])
+    (tmp_path / "images" / "0.png").unlink()
+    ds = read_coco(path)
+    assert ds.root == tmp_path / "images"
+    assert check_images(ds) == [f"{tmp_path / 'images' / '0.png'}: image file not found"]
+
+
+def test_errors_in_later_entries_still_name_the_first_bad_entry(tmp_path):
+    doc = _doc()
+    doc["images"] += [{"id": 2, "file_name": "b.png", "width": 16}, {"id": 3, "width": 16, "height": 4}]
+    with pytest.raises(DatasetError, match=r"field 'images\[1\]\.height' is missing"):
+        read_coco(_write(tmp_path, doc))
+    doc = _doc()
+    doc["annotations"] += [dict(doc["annotations"][0], image_id=7), dict(doc["annotations"][0], bbox=[1, 2, 3])]
+    with pytest.raises(DatasetError, match=r"field 'annotations\[1\]\.image_id' has value 7: no such image"):
+        read_coco(_write(tmp_path, doc))
+    doc = _doc()
+    doc["annotations"] += [dict(doc["annotations"][0], bbox=[1, "2", 3, 4])]
+    with pytest.raises(DatasetError, match=r"field 'annotations\[1\]\.bbox' has value \[1, '2', 3, 4\]"):
+        read_coco(_write(tmp_path, doc))
+    doc["annotations"][1]["bbox"] = [1, 1, 0, 4]
+    doc["annotations"].append(dict(doc["annotations"][0], bbox=[2, 2, 3, -1]))
+    with pytest.raises(DatasetError, match=r"field 'annotations\[1\]\.bbox' has value \[1, 1, 0, 4\]: zero-area"):
+        read_coco(_write(tmp_path, doc))
+
+
+def test_data_stats_on_a_null_iscrowd_prints_one_line(tmp_path, capsys):
+    from detdistill.cli import main
+
+    path = _write(tmp_path, _doc(iscrowd=None))
+    assert main(["data", "stats", "--data", str(path), "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "field 'annotations[0].iscrowd' has value None" in err[0]

@@ -2,26 +2,43 @@
 
 * Category ids (non-contiguous in real files, e.g. 1..90 with gaps) are sorted and mapped to contiguous
   labels 1..K; ``dataset.category_ids`` maps them back, so predictions can be written in the file's ids.
-* ``iscrowd`` is kept; ``ignore`` (what :func:`detdistill.data.convert.to_coco_dict` writes for VOC's
-  ``difficult``) becomes ``difficult``; the file's ``area`` is kept (COCO AP's size ranges use it) except
+* ``iscrowd`` is kept (training loaders drop crowd boxes, evaluation ignores them, as torchvision's
+  references do); ``ignore`` (what :func:`detdistill.data.convert.to_coco_dict` writes for VOC's
+  ``difficult``) becomes ``difficult``. Both must be 0, 1 or a JSON boolean: ``"0"`` is refused, not read
+  as true; the file's ``area`` is kept (COCO AP's size ranges use it) except
   for clipped boxes, whose area becomes the clipped box's.
 * Images without annotations are kept as negatives. ``image_id`` is the file's id.
 * Images are looked up under ``image_root``; by default the first of ``<json dir>/images``,
   ``<json dir>/../images``, ``<json dir>/<split>``, ``<json dir>/../<split>``, ``<json dir>``,
-  ``<json dir>/..`` that holds the first image.
+  ``<json dir>/..`` that holds the most of a sample of the images (one missing image does not send every
+  look-up to the wrong folder).
+* Duplicate annotation ids are kept (training does not use them) but counted as the problem
+  ``duplicate_annotation_id``; :func:`duplicate_annotation_ids` finds them for evaluation, which must refuse
+  them (COCOeval matches by id).
+* Annotations are held in a :class:`~detdistill.data.base.RecordTable` (flat arrays, no per-image Python
+  objects) and checked column by column; when a column fails, a per-entry pass finds the first bad entry,
+  so messages name the file, field and value of the first offender.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, ImageRecord, box_area
+from .base import DatasetError, DetectionDataset, RecordTable, box_area
 from .validate import SkipReport, bad_input, check_on_bad_box, finish_dataset, require_nonempty, validate_boxes
+
+
+_MISSING = object()
+_NUMBER = (int, float)
+_INT64_MAX = 2**63 - 1
+_MAX_SIDE = 2**31 - 1  # pixels; larger sizes are corrupt files (and overflow the size arrays)
 
 
 def _field(obj: dict, key: str, path: Path, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -33,27 +50,81 @@ def _field(obj: dict, key: str, path: Path, where: str, kind: type | tuple[type,
     return value
 
 
+def _flag(obj: dict, key: str, path: Path, where: str) -> int:
+    """A 0/1 flag (``iscrowd``, ``ignore``): absent is 0; ``"0"``, ``null`` or 2 are errors, not guesses."""
+    value = obj.get(key, 0)
+    if type(value) not in (int, bool) or value not in (0, 1):
+        raise DatasetError(f"{path}: field '{where}{key}' has value {value!r}: expected 0, 1, true or false")
+    return int(value)
+
+
+def _size(obj: dict, key: str, path: Path, where: str) -> int:
+    value = _field(obj, key, path, where, _NUMBER)
+    if not (math.isfinite(value) and 0 < value <= _MAX_SIDE):
+        raise DatasetError(f"{path}: field '{where}{key}' has value {value!r}: expected a finite positive number "
+                           f"of pixels (at most {_MAX_SIDE})")
+    return int(value)
+
+
 def load_json(path: str | Path) -> Any:
+    """Parse a JSON file; errors (missing, not UTF-8, malformed, nested too deeply) name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                           f"JSON files are UTF-8") from None
+    del raw  # the text and the parsed tree are enough to hold at once
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: malformed JSON ({exc})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: malformed JSON (arrays or objects nested too deeply to be an annotation "
+                           f"file)") from None
 
 
-def _guess_image_root(json_path: Path, first_file: str | None, split: str | None) -> Path:
+def duplicate_annotation_ids(annotations: Sequence[Any]) -> list[tuple[int, Any, int]]:
+    """``(index, id, first_index)`` for every annotation whose integer ``id`` an earlier one already has.
+
+    Example:
+        >>> duplicate_annotation_ids([{"id": 4}, {"id": 5}, {"id": 4}, {}])
+        [(2, 4, 0)]
+    """
+    first: dict[Any, int] = {}
+    out = []
+    for k, ann in enumerate(annotations):
+        aid = ann.get("id") if isinstance(ann, dict) else None
+        if type(aid) is not int:
+            continue
+        if aid in first:
+            out.append((k, aid, first[aid]))
+        else:
+            first[aid] = k
+    return out
+
+
+def _guess_image_root(json_path: Path, file_names: Sequence[str], split: str | None) -> Path:
     here = json_path.parent
     candidates = [here / "images", here.parent / "images"]
     if split:
         candidates += [here / split, here.parent / split, here / "images" / split, here.parent / "images" / split]
     candidates += [here, here.parent]
-    if first_file is not None:
-        for c in candidates:
-            if (c / first_file).is_file():
-                return c
-    return here
+    if not file_names:
+        return here
+    # A sample spread over the file, not the first image alone: one missing image must not pick the folder.
+    sample = sorted({int(i) for i in np.linspace(0, len(file_names) - 1, min(len(file_names), 16))})
+    best, best_hits = here, 0
+    for c in candidates:
+        hits = sum((c / file_names[i]).is_file() for i in sample)
+        if hits > best_hits:
+            best, best_hits = c, hits
+        if hits == len(sample):
+            break
+    return best
 
 
 def find_coco_json(folder: str | Path, split: str | None) -> Path:
@@ -128,61 +199,147 @@ def read_coco(
         category_ids = [by_name[n] for n in class_names]
     label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
 
-    image_info: dict[int, dict] = {}
-    order: list[int] = []
-    for k, img in enumerate(images):
-        iid = _field(img, "id", path, f"images[{k}].", int)
-        fname = _field(img, "file_name", path, f"images[{k}].", str)
-        w = _field(img, "width", path, f"images[{k}].", (int, float))
-        h = _field(img, "height", path, f"images[{k}].", (int, float))
-        if w <= 0 or h <= 0:
-            raise DatasetError(f"{path}: field 'images[{k}].width/height' has value {w}x{h}: not positive")
-        if iid in image_info:
-            raise DatasetError(f"{path}: field 'images[{k}].id' has value {iid}: duplicate image id")
-        image_info[iid] = {"file_name": fname, "width": int(w), "height": int(h), "anns": []}
-        order.append(iid)
+    ids, file_names, widths, heights = _image_columns(images, path)
+    index_of = {iid: i for i, iid in enumerate(ids)}
     report = SkipReport()
+    cols = _annotation_columns(anns, path, index_of, label_of, cat_name, on_bad_box)
+    del data  # the columns hold what is needed; let the parsed tree go as soon as the caller's copy does
+
+    labels_all = cols["labels"]
+    for k in np.flatnonzero(labels_all == 0).tolist():
+        cid = cols["category_id"][k]
+        bad_input(report, on_bad_box, "unknown_class", _unknown_category(path, k, cid, cat_name), cat_name.get(cid))
+    for k, aid, first in duplicate_annotation_ids(anns):
+        report.add("duplicate_annotation_id",
+                   f"{path}: field 'annotations[{k}].id' has value {aid}: duplicate of annotations[{first}].id")
+
+    # Boxes grouped by image in the file's image order, each image's in annotation order (as listed).
+    known_k = np.flatnonzero(labels_all > 0)
+    kept_k = known_k[np.argsort(cols["image_index"][known_k], kind="stable")]
+    img_of_box = cols["image_index"][kept_k]
+    xywh = cols["bbox"][kept_k]
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    bboxes = cols["bbox_lists"]
+    category = cols["category_id"]
+    boxes, keep, clipped = validate_boxes(
+        boxes, widths[img_of_box], heights[img_of_box], file=path,
+        fields=lambda i: f"annotations[{kept_k[i]}].bbox", raw_values=lambda i: repr(bboxes[kept_k[i]]),
+        class_names=lambda i: cat_name[category[kept_k[i]]], on_bad_box=on_bad_box, report=report)
+    final_k, boxes, clipped, img_of_box = kept_k[keep], boxes[keep], clipped[keep], img_of_box[keep]
+    area = cols["area"][final_k]
+    area = np.where((area < 0) | clipped, box_area(boxes), area).astype(np.float32)
+
+    if not len(ids):
+        require_nonempty([], str(path), split)
+    encoded = [n.encode("utf-8", "surrogatepass") for n in file_names]
+    table = RecordTable(
+        image_ids=np.array(ids, np.int64), widths=widths, heights=heights,
+        names=np.frombuffer(b"".join(encoded), np.uint8).copy(),
+        name_offsets=np.concatenate([[0], np.cumsum([len(e) for e in encoded], dtype=np.int64)]),
+        box_offsets=np.concatenate([[0], np.cumsum(np.bincount(img_of_box, minlength=len(ids)), dtype=np.int64)]),
+        boxes=boxes, labels=labels_all[final_k], iscrowd=cols["iscrowd"][final_k],
+        difficult=cols["ignore"][final_k], area=area)
+    if image_root is None:
+        image_root = _guess_image_root(path, file_names, split)
+    ds = DetectionDataset(table, class_names, category_ids, root=image_root, name=name or f"{path.stem}")
+    return finish_dataset(ds, report, split)
+
+
+def _unknown_category(path: Path, k: int, cid: int, cat_name: dict[int, str]) -> str:
+    known = "unknown category" if cid not in cat_name else f"category {cat_name[cid]!r} not in class_names"
+    return f"{path}: field 'annotations[{k}].category_id' has value {cid}: {known}"
+
+
+def _types_within(values: Sequence[Any], allowed: tuple[type, ...]) -> bool:
+    return set(map(type, values)) <= set(allowed)
+
+
+def _image_columns(images: list, path: Path) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
+    """The images' ids, file names, widths and heights, checked; an error names the first bad image."""
+    try:
+        ids = [im["id"] for im in images]
+        names = [im["file_name"] for im in images]
+        ws = [im["width"] for im in images]
+        hs = [im["height"] for im in images]
+        ok = (_types_within(ids, (int,)) and _types_within(names, (str,)) and _types_within(ws, _NUMBER)
+              and _types_within(hs, _NUMBER))
+        if ok:
+            w, h = np.array(ws, np.float64), np.array(hs, np.float64)
+            ok = bool(np.all((w > 0) & (w <= _MAX_SIDE) & (h > 0) & (h <= _MAX_SIDE)))  # NaN/inf fail too
+            ok = ok and len(set(ids)) == len(ids) and (not ids or -_INT64_MAX <= min(ids) and max(ids) <= _INT64_MAX)
+    except (KeyError, TypeError, OverflowError):
+        ok = False
+    if not ok:
+        _first_bad_image(images, path)
+        raise AssertionError(f"{path}: images failed a column check that no entry fails")  # pragma: no cover
+    return ids, names, w.astype(np.int64), h.astype(np.int64)
+
+
+def _first_bad_image(images: list, path: Path) -> None:
+    seen: set[int] = set()
+    for k, img in enumerate(images):
+        where = f"images[{k}]."
+        iid = _field(img, "id", path, where, int)
+        _field(img, "file_name", path, where, str)
+        _size(img, "width", path, where)
+        _size(img, "height", path, where)
+        if not -_INT64_MAX <= iid <= _INT64_MAX:
+            raise DatasetError(f"{path}: field 'images[{k}].id' has value {iid}: outside the 64-bit integer range")
+        if iid in seen:
+            raise DatasetError(f"{path}: field 'images[{k}].id' has value {iid}: duplicate image id")
+        seen.add(iid)
+
+
+def _annotation_columns(anns: list, path: Path, index_of: dict[int, int], label_of: dict[int, int],
+                        cat_name: dict[int, str], on_bad_box: str) -> dict[str, Any]:
+    """Per-annotation columns, checked; an error names the first bad annotation.
+
+    ``labels`` is 0 where the category is unknown (the caller reports those); ``area`` is -1 where the
+    file has none.
+    """
+    try:
+        iids = [a["image_id"] for a in anns]
+        cids = [a["category_id"] for a in anns]
+        bboxes = [a["bbox"] for a in anns]
+        crowd = [a.get("iscrowd", 0) for a in anns]
+        ignore = [a.get("ignore", 0) for a in anns]
+        ok = (_types_within(iids, (int,)) and _types_within(cids, (int,)) and _types_within(bboxes, (list,))
+              and set(map(len, bboxes)) <= {4} and _types_within(chain.from_iterable(bboxes), _NUMBER)
+              and _types_within(crowd, (int, bool)) and set(crowd) <= {0, 1}
+              and _types_within(ignore, (int, bool)) and set(ignore) <= {0, 1})
+        if ok:
+            image_index = np.array([index_of.get(i, -1) for i in iids], np.int64)
+            ok = not np.any(image_index < 0)
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        _first_bad_annotation(anns, path, index_of, label_of, cat_name, on_bad_box)
+        raise AssertionError(f"{path}: annotations failed a column check that no entry fails")  # pragma: no cover
+    areas = [a.get("area") for a in anns]
+    area = np.array([v if isinstance(v, _NUMBER) and abs(v) < 1e300 else -1.0 for v in areas], np.float64)
+    return {
+        "image_index": image_index, "category_id": cids, "bbox_lists": bboxes,
+        "bbox": np.array(bboxes, np.float64).reshape(-1, 4),
+        "labels": np.array([label_of.get(c, 0) for c in cids], np.int64),
+        "iscrowd": np.array(crowd, np.uint8), "ignore": np.array(ignore, bool), "area": area,
+    }
+
+
+def _first_bad_annotation(anns: list, path: Path, index_of: dict[int, int], label_of: dict[int, int],
+                          cat_name: dict[int, str], on_bad_box: str) -> None:
+    """The checks of :func:`_annotation_columns` entry by entry, in file order: raises on the first failure
+    (an unknown category under ``on_bad_box="error"`` counts, as it would have stopped the read there)."""
+    scratch = SkipReport()
     for k, ann in enumerate(anns):
-        iid = _field(ann, "image_id", path, f"annotations[{k}].", int)
-        if iid not in image_info:
+        where = f"annotations[{k}]."
+        iid = _field(ann, "image_id", path, where, int)
+        if iid not in index_of:
             raise DatasetError(f"{path}: field 'annotations[{k}].image_id' has value {iid}: no such image")
-        cid = _field(ann, "category_id", path, f"annotations[{k}].", int)
-        bbox = _field(ann, "bbox", path, f"annotations[{k}].", list)
-        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+        cid = _field(ann, "category_id", path, where, int)
+        bbox = _field(ann, "bbox", path, where, list)
+        if len(bbox) != 4 or not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in bbox):
             raise DatasetError(f"{path}: field 'annotations[{k}].bbox' has value {bbox!r}: expected [x, y, w, h]")
         if cid not in label_of:
-            known = "unknown category" if cid not in cat_name else f"category {cat_name[cid]!r} not in class_names"
-            bad_input(report, on_bad_box, "unknown_class",
-                      f"{path}: field 'annotations[{k}].category_id' has value {cid}: {known}", cat_name.get(cid))
-            continue
-        image_info[iid]["anns"].append((k, ann, bbox, cid))
-
-    records = []
-    for iid in order:
-        info = image_info[iid]
-        rows = info["anns"]
-        boxes = np.array([[b[0], b[1], b[0] + b[2], b[1] + b[3]] for _, _, b, _ in rows], np.float64).reshape(-1, 4)
-        boxes, keep, clipped = validate_boxes(
-            boxes, info["width"], info["height"], file=path,
-            fields=[f"annotations[{k}].bbox" for k, *_ in rows],
-            raw_values=[repr(b) for _, _, b, _ in rows],
-            class_names=[cat_name[c] for *_, c in rows], on_bad_box=on_bad_box, report=report)
-        rows = [r for r, k in zip(rows, keep) if k]
-        boxes, clipped = boxes[keep], clipped[keep]
-        area = np.array([float(a.get("area", -1.0)) if isinstance(a.get("area"), (int, float)) else -1.0
-                         for _, a, _, _ in rows], np.float32)
-        own = box_area(boxes)
-        area = np.where((area < 0) | clipped, own, area).astype(np.float32)
-        records.append(ImageRecord(
-            image_id=iid, file_name=info["file_name"], width=info["width"], height=info["height"], boxes=boxes,
-            labels=[label_of[c] for *_, c in rows],
-            iscrowd=np.array([int(a.get("iscrowd", 0)) for _, a, _, _ in rows], np.int64),
-            difficult=np.array([bool(a.get("ignore", 0)) for _, a, _, _ in rows], bool),
-            area=area,
-        ))
-    require_nonempty(records, str(path), split)
-    if image_root is None:
-        image_root = _guess_image_root(path, records[0].file_name, split)
-    ds = DetectionDataset(records, class_names, category_ids, root=image_root,
-                          name=name or f"{path.stem}")
-    return finish_dataset(ds, report, split)
+            bad_input(scratch, on_bad_box, "unknown_class", _unknown_category(path, k, cid, cat_name))
+        _flag(ann, "iscrowd", path, where)
+        _flag(ann, "ignore", path, where)
