@@ -183,6 +183,6 @@ def test_data_stats_on_a_null_iscrowd_prints_one_line(tmp_path, capsys):
     from detdistill.cli import main
 
     path = _write(tmp_path, _doc(iscrowd=None))
-    assert main(["data", "stats", "--data", str(path), "--out", str(tmp_path / "s.png")]) == 2
+    assert main(["data", "stats", str(path), "--out", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "field 'annotations[0].iscrowd' has value None" in err[0]
