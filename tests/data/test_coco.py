@@ -1,9 +1,11 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from detdistill.data import DatasetError
+from detdistill.data.base import RecordTable
 from detdistill.data.coco import find_coco_json, read_coco
 
 CATS = [{"id": 12, "name": "zebra"}, {"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
@@ -186,3 +188,52 @@ def test_data_stats_on_a_null_iscrowd_prints_one_line(tmp_path, capsys):
     assert main(["data", "stats", str(path), "--out", str(tmp_path / "s.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "field 'annotations[0].iscrowd' has value None" in err[0]
+
+
+def test_huge_integers_are_one_line_errors(tmp_path):
+    text = json.dumps(_doc())
+    path = tmp_path / "bad.json"
+    path.write_text(text.replace('"width": 16', '"width": 1' + "0" * 400))
+    with pytest.raises(DatasetError, match=r"field 'images\[0\]\.width' has value 10{400}: expected a finite"):
+        read_coco(path)
+    path.write_text(text.replace('"bbox": [1, 1, 4, 4]', '"bbox": [1, 1, 4, 1' + "0" * 400 + "]"))
+    with pytest.raises(DatasetError, match=r"field 'annotations\[0\]\.bbox' has value \[1, 1, 4, 10{400}\]"):
+        read_coco(path)
+    path.write_text(text.replace('"category_id": 1', '"category_id": 1' + "0" * 30))
+    with pytest.raises(DatasetError, match=r"field 'annotations\[0\]\.category_id' has value 10{30}: outside"):
+        read_coco(path, on_bad_box="skip")
+
+
+def test_column_duplicate_search_agrees_with_the_per_entry_one():
+    import numpy as np
+
+    from detdistill.data.coco import _duplicates, duplicate_annotation_ids
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 40, 200)
+    valid = rng.uniform(size=200) < 0.8
+    anns = [{"id": int(i)} if v else {"id": "x"} for i, v in zip(ids, valid)]
+    assert _duplicates(ids, valid) == duplicate_annotation_ids(anns) and len(duplicate_annotation_ids(anns)) > 50
+
+
+def test_any_key_order_and_layout_reads_the_same(tmp_path, make):
+    """The streaming parse (annotations as arrays while parsing) and the whole-document fallback agree."""
+    from detdistill.data.coco import _NotStreamable, _stream_coco
+
+    path = _fixture(tmp_path, make)
+    doc = json.loads(path.read_text())
+    reference = read_coco(path)
+    variants = {
+        "reordered.json": json.dumps({"annotations": doc["annotations"], "categories": doc["categories"],
+                                      "images": doc["images"]}),
+        "indented.json": json.dumps(doc, indent=3),
+        "repeated_key.json": json.dumps(doc)[:-1] + ', "images": ' + json.dumps(doc["images"]) + "}",
+    }
+    for name, text in variants.items():
+        (tmp_path / "annotations" / name).write_text(text)
+        ds = read_coco(tmp_path / "annotations" / name)
+        assert all(np.array_equal(getattr(ds.records, k), getattr(reference.records, k))
+                   for k in RecordTable.__slots__), name
+    with pytest.raises(_NotStreamable):
+        _stream_coco(path, variants["repeated_key.json"])
+    assert isinstance(_stream_coco(path, variants["indented.json"])["images"], list)

@@ -23,10 +23,10 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
-from itertools import chain
+import operator
+from itertools import chain, repeat
 from typing import Any, Sequence
 
 import numpy as np
@@ -60,7 +60,7 @@ def _flag(obj: dict, key: str, path: Path, where: str) -> int:
 
 def _size(obj: dict, key: str, path: Path, where: str) -> int:
     value = _field(obj, key, path, where, _NUMBER)
-    if not (math.isfinite(value) and 0 < value <= _MAX_SIDE):
+    if not (0 < value <= _MAX_SIDE):  # False for NaN; a huge int compares without overflowing
         raise DatasetError(f"{path}: field '{where}{key}' has value {value!r}: expected a finite positive number "
                            f"of pixels (at most {_MAX_SIDE})")
     return int(value)
@@ -71,13 +71,18 @@ def load_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    raw = path.read_bytes()
+    return _parse(path, _decode(path, path.read_bytes()))
+
+
+def _decode(path: Path, raw: bytes) -> str:
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
                            f"JSON files are UTF-8") from None
-    del raw  # the text and the parsed tree are enough to hold at once
+
+
+def _parse(path: Path, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -150,6 +155,187 @@ def find_coco_json(folder: str | Path, split: str | None) -> Path:
     return matches[0]
 
 
+class _NotStreamable(Exception):
+    """The streaming parse met something it leaves to the whole-document path (which names the problem)."""
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_SEP = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
+_CHUNK = 50_000
+
+
+class _AnnotationColumns:
+    """The annotations as arrays, built chunk by chunk while the file is parsed (see :func:`_stream_coco`)."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, part: dict[str, np.ndarray]) -> None:
+        self.parts.append(part)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        if not self.parts:
+            self.parts.append(_columns([]))
+        out = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
+        self.parts = []
+        return out
+
+
+def _stream_coco(path: Path, text: str) -> dict[str, Any]:
+    """The top-level object of ``text`` with ``annotations`` as :class:`_AnnotationColumns`.
+
+    The annotations are parsed a chunk at a time by the json module's own C scanner and turned into arrays at
+    once, so the whole tree of 860k annotation dicts (~0.6 GB for COCO train2017) never exists; only the small
+    sections (images, categories) become Python objects. Anything unusual raises :class:`_NotStreamable`.
+    """
+    scan = json.JSONDecoder().scan_once
+    ws = _WS.match
+    out: dict[str, Any] = {}
+    try:
+        idx = ws(text, 0).end()
+        if text[idx] != "{":
+            raise _NotStreamable
+        idx = ws(text, idx + 1).end()
+        while text[idx] != "}":
+            key, idx = scan(text, idx)
+            idx = ws(text, idx).end()
+            if text[idx] != ":" or key in out:
+                raise _NotStreamable
+            idx = ws(text, idx + 1).end()
+            if key == "annotations" and text[idx] == "[":
+                columns, chunk = _AnnotationColumns(), []
+                sep = _SEP.match
+                idx = ws(text, idx + 1).end()
+                if text[idx] != "]":
+                    while True:
+                        obj, idx = scan(text, idx)
+                        chunk.append(obj)
+                        if len(chunk) == _CHUNK:
+                            columns.add(_checked_columns(chunk))
+                            chunk = []
+                        m = sep(text, idx)
+                        if m is None:
+                            break
+                        idx = m.end()
+                    idx = ws(text, idx).end()
+                    if text[idx] != "]":
+                        raise _NotStreamable
+                columns.add(_checked_columns(chunk))
+                out[key] = columns
+                idx += 1
+            else:
+                out[key], idx = scan(text, idx)
+            idx = ws(text, idx).end()
+            if text[idx] == ",":
+                idx = ws(text, idx + 1).end()
+            elif text[idx] != "}":
+                raise _NotStreamable
+        if ws(text, idx + 1).end() != len(text):
+            raise _NotStreamable
+    except (StopIteration, IndexError, ValueError, RecursionError, TypeError) as exc:
+        raise _NotStreamable from exc
+    return out
+
+
+def _checked_columns(chunk: list) -> dict[str, np.ndarray]:
+    cols = _columns(chunk)
+    if cols is None:
+        raise _NotStreamable
+    return cols
+
+
+def _columns(anns: list) -> dict[str, np.ndarray] | None:
+    """Per-annotation arrays, or None when any entry fails a structural check (the caller then finds it).
+
+    Checks: ``image_id``/``category_id`` integers, ``bbox`` a list of 4 numbers, ``iscrowd``/``ignore`` 0/1
+    or booleans. ``area`` is -1 where the file has no usable number; ``id``'s mask marks integer ids.
+    """
+    n = len(anns)
+    try:
+        iids = [a["image_id"] for a in anns]
+        cids = [a["category_id"] for a in anns]
+        bboxes = [a["bbox"] for a in anns]
+        if not (_types_within(iids, (int,)) and _types_within(cids, (int,)) and _types_within(bboxes, (list,))
+                and set(map(len, bboxes)) <= {4}):
+            return None
+        coord_types = list(map(type, chain.from_iterable(bboxes)))
+        kinds = set(coord_types)
+        if not kinds <= {int, float}:
+            return None
+        # Which coordinates the file wrote as integers, so messages quote a bbox as written ([1, 2.5, ...]).
+        if len(kinds) == 1:
+            bbox_int = np.full((n, 4), kinds == {int}, bool)
+        else:
+            bbox_int = np.fromiter(map(operator.is_, coord_types, repeat(int)), bool, 4 * n).reshape(n, 4)
+        del coord_types
+        crowd = [a.get("iscrowd", 0) for a in anns]
+        ignore = [a.get("ignore", 0) for a in anns]
+        if not (_types_within(crowd, (int, bool)) and set(crowd) <= {0, 1}
+                and _types_within(ignore, (int, bool)) and set(ignore) <= {0, 1}):
+            return None
+        cols = {
+            "image_id": np.fromiter(iids, np.int64, n), "category_id": np.fromiter(cids, np.int64, n),
+            "bbox": np.array(bboxes, np.float64).reshape(n, 4),
+            "bbox_int": bbox_int,
+            "iscrowd": np.fromiter(crowd, np.uint8, n), "ignore": np.fromiter(ignore, bool, n),
+        }
+    except (KeyError, TypeError, OverflowError):
+        return None
+    areas = [a.get("area", -1.0) for a in anns]
+    try:
+        if not _types_within(areas, _NUMBER):
+            raise OverflowError
+        cols["area"] = np.fromiter(areas, np.float64, n)
+    except OverflowError:
+        cols["area"] = np.array([_finite_float(v) for v in areas], np.float64).reshape(n)
+    ids = [a.get("id") for a in anns]
+    try:
+        if not _types_within(ids, (int,)):
+            raise OverflowError
+        cols["id"], cols["id_ok"] = np.fromiter(ids, np.int64, n), np.ones(n, bool)
+    except OverflowError:  # ids missing, not integers or huge: only the integer ones are compared
+        id_ok = np.fromiter((type(v) is int and -_INT64_MAX <= v <= _INT64_MAX for v in ids), bool, n)
+        cols["id"] = np.fromiter((v if ok else 0 for v, ok in zip(ids, id_ok.tolist())), np.int64, n)
+        cols["id_ok"] = id_ok
+    return cols
+
+
+def _finite_float(v: Any) -> float:
+    try:
+        return float(v) if type(v) in (int, float) else -1.0
+    except OverflowError:
+        return -1.0
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    """The file's top level, with ``annotations`` already as arrays when the file is well formed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    text = _decode(path, path.read_bytes())
+    try:
+        return _stream_coco(path, text)
+    except _NotStreamable:
+        pass
+    data = _parse(path, text)
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        anns = data["annotations"]
+        cols = _columns(anns)
+        if cols is None:
+            data["annotations"] = _BadAnnotations(anns)
+        else:
+            columns = _AnnotationColumns()
+            columns.add(cols)
+            data["annotations"] = columns
+    return data
+
+
+class _BadAnnotations:
+    """Annotations with a structural defect somewhere: :func:`_first_bad_annotation` names the first."""
+
+    def __init__(self, anns: list) -> None:
+        self.anns = anns
+
+
 def read_coco(
     annotation_file: str | Path,
     image_root: str | Path | None = None,
@@ -171,13 +357,15 @@ def read_coco(
     """
     path = Path(annotation_file)
     check_on_bad_box(on_bad_box)
-    data = load_json(path)
+    data = _read_document(path)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: top level has type {type(data).__name__}; expected an object with images, "
                            f"annotations, categories")
     images = _field(data, "images", path, "", list)
     anns = data.get("annotations", [])
-    if not isinstance(anns, list):
+    if isinstance(anns, list):
+        anns = _BadAnnotations(anns) if anns else _AnnotationColumns()
+    if not isinstance(anns, (_AnnotationColumns, _BadAnnotations)):
         raise DatasetError(f"{path}: field 'annotations' has value of type {type(anns).__name__}: expected list")
     cats = _field(data, "categories", path, "", list)
     cat_name: dict[int, str] = {}
@@ -200,31 +388,53 @@ def read_coco(
     label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
 
     ids, file_names, widths, heights = _image_columns(images, path)
-    index_of = {iid: i for i, iid in enumerate(ids)}
+    del data, images
+    if isinstance(anns, _BadAnnotations):
+        _first_bad_annotation(anns.anns, path, set(ids), label_of, cat_name, on_bad_box)
+        raise AssertionError(f"{path}: annotations failed a column check that no entry fails")  # pragma: no cover
+    cols = anns.finish()
     report = SkipReport()
-    cols = _annotation_columns(anns, path, index_of, label_of, cat_name, on_bad_box)
-    del data  # the columns hold what is needed; let the parsed tree go as soon as the caller's copy does
 
-    labels_all = cols["labels"]
-    for k in np.flatnonzero(labels_all == 0).tolist():
-        cid = cols["category_id"][k]
+    # Which image and which label each annotation has; the first bad one (in file order) stops the read.
+    image_ids = np.array(ids, np.int64)
+    by_id = np.argsort(image_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(image_ids[by_id], cols["image_id"]), max(len(ids) - 1, 0))
+    image_index = by_id[pos] if len(ids) else np.zeros(len(cols["image_id"]), np.int64)
+    no_image = (image_ids[image_index] != cols["image_id"]) if len(ids) else np.ones(len(image_index), bool)
+    known_cats = np.array(category_ids, np.int64)
+    by_cat = np.argsort(known_cats)
+    cpos = np.minimum(np.searchsorted(known_cats[by_cat], cols["category_id"]), max(len(known_cats) - 1, 0))
+    unknown = (known_cats[by_cat][cpos] != cols["category_id"]) if len(known_cats) else np.ones(len(cpos), bool)
+    labels_all = np.where(unknown, 0, by_cat[cpos] + 1) if len(known_cats) else np.zeros(len(cpos), np.int64)
+    stop = no_image | (unknown if on_bad_box == "error" else False)
+    if stop.any():
+        k = int(np.flatnonzero(stop)[0])
+        if no_image[k]:
+            raise DatasetError(f"{path}: field 'annotations[{k}].image_id' has value {int(cols['image_id'][k])}: "
+                               f"no such image")
+    for k in np.flatnonzero(unknown).tolist():
+        cid = int(cols["category_id"][k])
         bad_input(report, on_bad_box, "unknown_class", _unknown_category(path, k, cid, cat_name), cat_name.get(cid))
-    for k, aid, first in duplicate_annotation_ids(anns):
+    for k, aid, first in _duplicates(cols["id"], cols["id_ok"]):
         report.add("duplicate_annotation_id",
                    f"{path}: field 'annotations[{k}].id' has value {aid}: duplicate of annotations[{first}].id")
 
     # Boxes grouped by image in the file's image order, each image's in annotation order (as listed).
-    known_k = np.flatnonzero(labels_all > 0)
-    kept_k = known_k[np.argsort(cols["image_index"][known_k], kind="stable")]
-    img_of_box = cols["image_index"][kept_k]
+    known_k = np.flatnonzero(~unknown)
+    kept_k = known_k[np.argsort(image_index[known_k], kind="stable")]
+    img_of_box = image_index[kept_k]
     xywh = cols["bbox"][kept_k]
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-    bboxes = cols["bbox_lists"]
-    category = cols["category_id"]
+    bbox, bbox_int, category = cols["bbox"], cols["bbox_int"], cols["category_id"]
+
+    def as_written(i: int) -> str:
+        k = kept_k[i]
+        return "[" + ", ".join(str(int(v)) if is_int else repr(float(v)) for v, is_int in zip(bbox[k], bbox_int[k])) + "]"
+
     boxes, keep, clipped = validate_boxes(
         boxes, widths[img_of_box], heights[img_of_box], file=path,
-        fields=lambda i: f"annotations[{kept_k[i]}].bbox", raw_values=lambda i: repr(bboxes[kept_k[i]]),
-        class_names=lambda i: cat_name[category[kept_k[i]]], on_bad_box=on_bad_box, report=report)
+        fields=lambda i: f"annotations[{kept_k[i]}].bbox", raw_values=as_written,
+        class_names=lambda i: cat_name[int(category[kept_k[i]])], on_bad_box=on_bad_box, report=report)
     final_k, boxes, clipped, img_of_box = kept_k[keep], boxes[keep], clipped[keep], img_of_box[keep]
     area = cols["area"][final_k]
     area = np.where((area < 0) | clipped, box_area(boxes), area).astype(np.float32)
@@ -233,7 +443,7 @@ def read_coco(
         require_nonempty([], str(path), split)
     encoded = [n.encode("utf-8", "surrogatepass") for n in file_names]
     table = RecordTable(
-        image_ids=np.array(ids, np.int64), widths=widths, heights=heights,
+        image_ids=image_ids, widths=widths, heights=heights,
         names=np.frombuffer(b"".join(encoded), np.uint8).copy(),
         name_offsets=np.concatenate([[0], np.cumsum([len(e) for e in encoded], dtype=np.int64)]),
         box_offsets=np.concatenate([[0], np.cumsum(np.bincount(img_of_box, minlength=len(ids)), dtype=np.int64)]),
@@ -245,12 +455,25 @@ def read_coco(
     return finish_dataset(ds, report, split)
 
 
+def _duplicates(ids: np.ndarray, valid: np.ndarray) -> list[tuple[int, int, int]]:
+    """:func:`duplicate_annotation_ids` on arrays: ``(index, id, first_index)`` in file order."""
+    k = np.flatnonzero(valid)
+    order = k[np.argsort(ids[k], kind="stable")]
+    sorted_ids = ids[order]
+    repeat = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1]) + 1
+    if not len(repeat):
+        return []
+    group_start = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))
+    first_of = order[group_start[np.searchsorted(group_start, repeat, side="right") - 1]]
+    return sorted((int(order[r]), int(sorted_ids[r]), int(f)) for r, f in zip(repeat, first_of))
+
+
 def _unknown_category(path: Path, k: int, cid: int, cat_name: dict[int, str]) -> str:
     known = "unknown category" if cid not in cat_name else f"category {cat_name[cid]!r} not in class_names"
     return f"{path}: field 'annotations[{k}].category_id' has value {cid}: {known}"
 
 
-def _types_within(values: Sequence[Any], allowed: tuple[type, ...]) -> bool:
+def _types_within(values: Any, allowed: tuple[type, ...]) -> bool:
     return set(map(type, values)) <= set(allowed)
 
 
@@ -290,54 +513,23 @@ def _first_bad_image(images: list, path: Path) -> None:
         seen.add(iid)
 
 
-def _annotation_columns(anns: list, path: Path, index_of: dict[int, int], label_of: dict[int, int],
-                        cat_name: dict[int, str], on_bad_box: str) -> dict[str, Any]:
-    """Per-annotation columns, checked; an error names the first bad annotation.
-
-    ``labels`` is 0 where the category is unknown (the caller reports those); ``area`` is -1 where the
-    file has none.
-    """
-    try:
-        iids = [a["image_id"] for a in anns]
-        cids = [a["category_id"] for a in anns]
-        bboxes = [a["bbox"] for a in anns]
-        crowd = [a.get("iscrowd", 0) for a in anns]
-        ignore = [a.get("ignore", 0) for a in anns]
-        ok = (_types_within(iids, (int,)) and _types_within(cids, (int,)) and _types_within(bboxes, (list,))
-              and set(map(len, bboxes)) <= {4} and _types_within(chain.from_iterable(bboxes), _NUMBER)
-              and _types_within(crowd, (int, bool)) and set(crowd) <= {0, 1}
-              and _types_within(ignore, (int, bool)) and set(ignore) <= {0, 1})
-        if ok:
-            image_index = np.array([index_of.get(i, -1) for i in iids], np.int64)
-            ok = not np.any(image_index < 0)
-    except (KeyError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        _first_bad_annotation(anns, path, index_of, label_of, cat_name, on_bad_box)
-        raise AssertionError(f"{path}: annotations failed a column check that no entry fails")  # pragma: no cover
-    areas = [a.get("area") for a in anns]
-    area = np.array([v if isinstance(v, _NUMBER) and abs(v) < 1e300 else -1.0 for v in areas], np.float64)
-    return {
-        "image_index": image_index, "category_id": cids, "bbox_lists": bboxes,
-        "bbox": np.array(bboxes, np.float64).reshape(-1, 4),
-        "labels": np.array([label_of.get(c, 0) for c in cids], np.int64),
-        "iscrowd": np.array(crowd, np.uint8), "ignore": np.array(ignore, bool), "area": area,
-    }
-
-
-def _first_bad_annotation(anns: list, path: Path, index_of: dict[int, int], label_of: dict[int, int],
+def _first_bad_annotation(anns: list, path: Path, image_ids: set[int], label_of: dict[int, int],
                           cat_name: dict[int, str], on_bad_box: str) -> None:
-    """The checks of :func:`_annotation_columns` entry by entry, in file order: raises on the first failure
-    (an unknown category under ``on_bad_box="error"`` counts, as it would have stopped the read there)."""
+    """The checks of :func:`_columns` entry by entry, in file order: raises on the first failure (an
+    unknown category under ``on_bad_box="error"`` counts, as it would have stopped the read there)."""
     scratch = SkipReport()
     for k, ann in enumerate(anns):
         where = f"annotations[{k}]."
         iid = _field(ann, "image_id", path, where, int)
-        if iid not in index_of:
+        if iid not in image_ids:
             raise DatasetError(f"{path}: field 'annotations[{k}].image_id' has value {iid}: no such image")
         cid = _field(ann, "category_id", path, where, int)
+        if not -_INT64_MAX <= cid <= _INT64_MAX:
+            raise DatasetError(f"{path}: field 'annotations[{k}].category_id' has value {cid}: outside the 64-bit "
+                               f"integer range")
         bbox = _field(ann, "bbox", path, where, list)
-        if len(bbox) != 4 or not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in bbox):
+        if len(bbox) != 4 or not all(isinstance(v, _NUMBER) and not isinstance(v, bool) and abs(v) < 1e308
+                                     or isinstance(v, float) for v in bbox):
             raise DatasetError(f"{path}: field 'annotations[{k}].bbox' has value {bbox!r}: expected [x, y, w, h]")
         if cid not in label_of:
             bad_input(scratch, on_bad_box, "unknown_class", _unknown_category(path, k, cid, cat_name))

@@ -88,8 +88,9 @@ def dataset_stats(dataset: DetectionDataset, check: bool = False) -> DatasetStat
     labels = table.labels - 1
     counts = np.bincount(labels, minlength=k)[:k]
     per_image = table.num_boxes
-    pairs = np.unique(table.box_image_index * k + labels)  # (image, class) pairs present
-    image_counts = np.bincount(pairs % k, minlength=k)[:k] if k else np.zeros(0, np.int64)
+    present = np.zeros((len(table), k), bool)  # (image, class) pairs with a kept box
+    present[table.box_image_index, labels] = True
+    image_counts = present.sum(axis=0)
     buckets = np.bincount(labels * 3 + size_bucket(table.area), minlength=3 * k)[:3 * k].reshape(k, 3)
     sqrt_areas: list[float] = np.sqrt(np.clip(table.area, 0, None)).tolist()
     skips = getattr(dataset, "skips", None)
