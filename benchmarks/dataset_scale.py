@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -77,20 +78,20 @@ kind, path = sys.argv[1], sys.argv[2]
 if kind == "detdistill":
     from detdistill.data import open_dataset
     base = rss_kb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = open_dataset(path)
     n = len(ds)
 else:
     import contextlib, io
     from pycocotools.coco import COCO
     base = rss_kb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         ds = COCO(path)
     n = len(ds.imgs)
-seconds = time.perf_counter() - t0
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 extra = {"table_bytes": ds.records.nbytes} if kind == "detdistill" else {}
-print(json.dumps({"seconds": seconds, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "base_kb": base, "held_kb": rss_kb(), "images": n, **extra}))
 """
 
@@ -110,46 +111,48 @@ def rollup(pid):
             out[parts[0][:-1]] = int(parts[1])
     return {"rss": out["Rss"], "pss": out["Pss"], "uss": out["Private_Clean"] + out["Private_Dirty"]}
 
-class AnnotationsOnly(Dataset):
-    # dataset[i] with decoding stubbed: the target is built exactly as DetectionDataset.__getitem__ does.
-    def __init__(self, ds): self.ds = ds
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, i):
-        target = self.ds.get_target(i)
-        return torch.zeros(1), target
+def rss_kb():
+    return rollup(os.getpid())["rss"]
 
-path, workers, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, workers, calls, warmup, layout, report_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 ds = open_dataset(path)
-parent = rollup(os.getpid())
-# Each worker reports its own memory before its first and after its last sample, through a file.
-report_dir = sys.argv[4]
+if layout == "table":
+    annotation_kb = ds.records.nbytes / 1024
+    get_target = ds.get_target
+else:
+    # The layout before RecordTable: one ImageRecord (five small arrays) per image, in a Python list.
+    before = rss_kb()
+    objects = list(ds.records)
+    annotation_kb = rss_kb() - before
+    get_target = lambda i: objects[i].target()
 
-class Probe(AnnotationsOnly):
+class Probe(Dataset):
+    # dataset[i] with decoding stubbed: the target is built as DetectionDataset.__getitem__ builds it.
+    counts = {}
+    def __len__(self): return len(ds)
     def __getitem__(self, i):
         info = torch.utils.data.get_worker_info()
         k = self.counts.get(info.id, 0)
-        if k == 0:
+        if k == warmup:
             json.dump(rollup(os.getpid()), open(f"{report_dir}/w{info.id}_start.json", "w"))
         self.counts[info.id] = k + 1
-        item = super().__getitem__(i)
-        if k + 1 == calls:
+        item = torch.zeros(1), get_target(i)
+        if k + 1 == warmup + calls:
             json.dump(rollup(os.getpid()), open(f"{report_dir}/w{info.id}_end.json", "w"))
         return item
 
-probe = Probe(ds)
-probe.counts = {}
 n = len(ds)
-# Indices spread over the whole set, so each worker touches every part of the annotation arrays.
+# Indices spread over the whole set, so each worker touches every part of the annotations.
 order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
-indices = (order * (workers * calls // n + 1))[: workers * calls]
-sampler = [indices[w::workers] for w in range(workers)]
-batches = [[i] for group in zip(*sampler) for i in group]
-loader = DataLoader(probe, batch_sampler=batches, num_workers=workers, collate_fn=lambda b: b,
-                    persistent_workers=False, prefetch_factor=2)
+total = workers * (calls + warmup)
+indices = (order * (total // n + 1))[:total]
+# DataLoader hands batch j to worker j % workers: one sample per batch, calls + warmup batches each.
+loader = DataLoader(Probe(), batch_sampler=[[i] for i in indices], num_workers=workers,
+                    collate_fn=lambda b: b, persistent_workers=False, prefetch_factor=2)
 t0 = time.perf_counter()
 count = sum(1 for _ in loader)
 seconds = time.perf_counter() - t0
-res = {"parent": parent, "samples": count, "seconds": seconds, "table_bytes": ds.records.nbytes, "workers": []}
+res = {"samples": count, "seconds": seconds, "annotation_kb": annotation_kb, "workers": []}
 for w in range(workers):
     res["workers"].append({"start": json.load(open(f"{report_dir}/w{w}_start.json")),
                            "end": json.load(open(f"{report_dir}/w{w}_end.json"))})
@@ -171,25 +174,28 @@ def measure_open(path: Path, repeats: int) -> dict[str, dict]:
     for _ in range(repeats):
         for kind in runs:
             runs[kind].append(_child(_OPEN_CHILD, kind, str(path)))
-    return {kind: min(r, key=lambda x: x["seconds"]) for kind, r in runs.items()}
+    return {kind: min(r, key=lambda x: x["cpu"]) for kind, r in runs.items()}
 
 
-def measure_stats(path: Path, out_dir: Path) -> float:
+def measure_stats(path: Path, out_dir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``detdistill data stats`` (a fresh CLI process: imports, open, stats, plot)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [sys.executable, "-c", "import sys; from detdistill.cli import main; sys.exit(main())", "data", "stats",
            str(path), "--out", str(out_dir / "stats.png")]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise RuntimeError(f"data stats failed:\n{res.stderr[-3000:]}")
-    return seconds
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def measure_workers(path: Path, workers: int, calls: int, out_dir: Path) -> dict:
-    report = out_dir / "workers"
+def measure_workers(path: Path, workers: int, calls: int, warmup: int, layout: str, out_dir: Path) -> dict:
+    report = out_dir / f"workers_{layout}"
     report.mkdir(exist_ok=True)
-    return _child(_WORKER_CHILD, str(path), str(workers), str(calls), str(report))
+    return _child(_WORKER_CHILD, str(path), str(workers), str(calls), str(warmup), layout, str(report))
 
 
 def _mb(kb: float) -> str:
@@ -205,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="open measurements per reader (best time is kept)")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--calls", type=int, default=2000, help="__getitem__ calls per worker")
+    p.add_argument("--warmup", type=int, default=50, help="calls per worker before the first USS reading")
+    p.add_argument("--no-reference", action="store_true", help="skip the one-object-per-image reference layout")
     p.add_argument("--workdir", type=Path, default=None, help="where the generated files go (default: a temp dir)")
     args = p.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="dataset_scale_") if args.workdir is None else None
@@ -223,52 +231,67 @@ def main(argv: list[str] | None = None) -> int:
                                                          round(args.boxes * n / args.images), seed=args.seed)
         curve[n] = measure_open(path, args.repeats)
         d, c = curve[n]["detdistill"], curve[n]["pycocotools"]
-        print(f"  open {n} images: detdistill {d['seconds']:.2f} s / {_mb(d['peak_kb'])}, "
-              f"pycocotools {c['seconds']:.2f} s / {_mb(c['peak_kb'])}", flush=True)
-    stats_s = measure_stats(full, work)
-    print(f"  data stats: {stats_s:.1f} s", flush=True)
-    wk = measure_workers(full, args.workers, args.calls, work)
+        print(f"  open {n} images: detdistill {d['cpu']:.2f} s CPU / {_mb(d['peak_kb'])}, "
+              f"pycocotools {c['cpu']:.2f} s CPU / {_mb(c['peak_kb'])}", flush=True)
+    stats_wall, stats_cpu = measure_stats(full, work)
+    print(f"  data stats: {stats_wall:.1f} s wall, {stats_cpu:.1f} s CPU", flush=True)
+    layouts = ["table"] + ([] if args.no_reference else ["objects"])
+    wk = {layout: measure_workers(full, args.workers, args.calls, args.warmup, layout, work) for layout in layouts}
 
     d, c = curve[args.images]["detdistill"], curve[args.images]["pycocotools"]
     table_kb = d["table_bytes"] / 1024
-    growth = [w["end"]["uss"] - w["start"]["uss"] for w in wk["workers"]]
-    pss_growth = [w["end"]["pss"] - w["start"]["pss"] for w in wk["workers"]]
     print()
     print(f"COCO-size annotations ({args.images} images, {args.boxes} boxes, {COCO_CLASSES} classes, seed "
-          f"{args.seed}; {full.stat().st_size / 1e6:.0f} MB JSON; best of {args.repeats} fresh processes each)")
+          f"{args.seed}; {full.stat().st_size / 1e6:.0f} MB JSON; best CPU time of {args.repeats} fresh processes "
+          f"per reader, alternating; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print()
     print("| measure | detdistill | pycocotools | ratio | target |")
     print("|---|---|---|---|---|")
-    print(f"| open time | {d['seconds']:.2f} s | {c['seconds']:.2f} s | {d['seconds'] / c['seconds']:.2f}x | <= 1.5x |")
-    print(f"| peak RSS (whole process) | {_mb(d['peak_kb'])} | {_mb(c['peak_kb'])} | "
+    print(f"| open, CPU time | {d['cpu']:.2f} s | {c['cpu']:.2f} s | {d['cpu'] / c['cpu']:.2f}x | <= 1.5x |")
+    print(f"| open, wall time (same runs) | {d['seconds']:.2f} s | {c['seconds']:.2f} s | "
+          f"{d['seconds'] / c['seconds']:.2f}x | |")
+    print(f"| peak RSS, whole process | {_mb(d['peak_kb'])} | {_mb(c['peak_kb'])} | "
           f"{d['peak_kb'] / c['peak_kb']:.2f}x | <= 1.0x |")
     dp, cp = d["peak_kb"] - d["base_kb"], c["peak_kb"] - c["base_kb"]
-    print(f"| peak RSS above imports | {_mb(dp)} | {_mb(cp)} | {dp / cp:.2f}x | |")
+    print(f"| peak RSS above the imports | {_mb(dp)} | {_mb(cp)} | {dp / cp:.2f}x | |")
     dh, ch = d["held_kb"] - d["base_kb"], c["held_kb"] - c["base_kb"]
-    print(f"| RSS held after open, above imports | {_mb(dh)} | {_mb(ch)} | {dh / ch:.2f}x | |")
-    print(f"| imports (RSS before open) | {_mb(d['base_kb'])} | {_mb(c['base_kb'])} | | |")
-    print(f"| `data stats` (CLI, wall) | {stats_s:.1f} s | | | <= 10 s |")
+    print(f"| RSS held after open, above the imports | {_mb(dh)} | {_mb(ch)} | {dh / ch:.2f}x | |")
+    print(f"| RSS of the imports alone | {_mb(d['base_kb'])} | {_mb(c['base_kb'])} | | |")
+    print(f"| `detdistill data stats` (CLI process) | {stats_wall:.1f} s wall, {stats_cpu:.1f} s CPU | | | <= 10 s |")
     print()
-    print(f"Annotation arrays held (RecordTable.nbytes): {table_kb / 1024:.1f} MB. "
-          f"{args.workers} forked DataLoader workers, {args.calls} __getitem__ calls each (decoding stubbed), "
-          f"{wk['samples']} samples in {wk['seconds']:.1f} s:")
+    print(f"DataLoader workers: {args.workers} forked workers, {args.calls} `__getitem__` calls each after "
+          f"{args.warmup} warm-up calls, decoding stubbed; USS = private pages (copy-on-write copies show here), "
+          f"from /proc/<pid>/smaps_rollup. Annotation memory = the parent's RecordTable arrays "
+          f"({table_kb / 1024:.1f} MB); the `objects` row is the same annotations as one ImageRecord per image "
+          f"(the layout before this change), for reference.")
     print()
-    print("| worker | USS start | USS end | USS growth | growth / annotation memory | PSS growth |")
-    print("|---|---|---|---|---|---|")
-    for i, (w, g, pg) in enumerate(zip(wk["workers"], growth, pss_growth)):
-        print(f"| {i} | {_mb(w['start']['uss'])} | {_mb(w['end']['uss'])} | {g / 1024:.1f} MB | "
-              f"{100 * g / table_kb:.1f} % | {pg / 1024:.1f} MB |")
-    print(f"\ntarget: USS growth <= 10 % of the annotation memory per worker; worst {100 * max(growth) / table_kb:.1f} %")
-    print()
-    print("Scaling curve (open in a fresh process):")
-    print()
-    print("| images | boxes | detdistill open | pycocotools open | ratio | detdistill peak RSS | pycocotools peak RSS | ratio |")
+    print("| layout | annotation memory | worker | USS after warm-up | USS after calls | USS growth | growth / "
+          "annotation memory | PSS growth |")
     print("|---|---|---|---|---|---|---|---|")
+    worst = {}
+    for layout, res in wk.items():
+        held = res["annotation_kb"]
+        growths = []
+        for i, w in enumerate(res["workers"]):
+            g, pg = w["end"]["uss"] - w["start"]["uss"], w["end"]["pss"] - w["start"]["pss"]
+            growths.append(g)
+            print(f"| {layout} | {_mb(held)} | {i} | {_mb(w['start']['uss'])} | {_mb(w['end']['uss'])} | "
+                  f"{g / 1024:.1f} MB | {100 * g / held:.1f} % | {pg / 1024:.1f} MB |")
+        worst[layout] = 100 * max(growths) / held
+    print(f"\ntarget: USS growth <= 10 % of the annotation memory per worker; worst worker (table layout): "
+          f"{worst['table']:.1f} %")
+    print()
+    print("Scaling curve (each open in a fresh process):")
+    print()
+    print("| images | boxes | detdistill open (CPU) | pycocotools open (CPU) | ratio | detdistill peak RSS "
+          "(above imports) | pycocotools peak RSS (above imports) | ratio (whole) | ratio (above imports) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         d, c = curve[n]["detdistill"], curve[n]["pycocotools"]
-        print(f"| {n} | {round(args.boxes * n / args.images)} | {d['seconds']:.2f} s | {c['seconds']:.2f} s | "
-              f"{d['seconds'] / c['seconds']:.2f}x | {_mb(d['peak_kb'])} | {_mb(c['peak_kb'])} | "
-              f"{d['peak_kb'] / c['peak_kb']:.2f}x |")
+        dp, cp = d["peak_kb"] - d["base_kb"], c["peak_kb"] - c["base_kb"]
+        print(f"| {n} | {round(args.boxes * n / args.images)} | {d['cpu']:.2f} s | {c['cpu']:.2f} s | "
+              f"{d['cpu'] / c['cpu']:.2f}x | {_mb(d['peak_kb'])} ({_mb(dp)}) | {_mb(c['peak_kb'])} ({_mb(cp)}) | "
+              f"{d['peak_kb'] / c['peak_kb']:.2f}x | {dp / cp:.2f}x |")
     if tmp is not None:
         tmp.cleanup()
     return 0

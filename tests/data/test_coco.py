@@ -237,3 +237,24 @@ def test_any_key_order_and_layout_reads_the_same(tmp_path, make):
     with pytest.raises(_NotStreamable):
         _stream_coco(path, variants["repeated_key.json"])
     assert isinstance(_stream_coco(path, variants["indented.json"])["images"], list)
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 7, 40, 150, 10**9])
+def test_streamed_chunks_cut_anywhere_read_the_same(tmp_path, monkeypatch, chunk_chars):
+    """Cuts at a nested '}, {' or one inside a string must never split an annotation."""
+    import detdistill.data.coco as coco
+
+    images = [{"id": i, "file_name": f"{i}.png", "width": 50, "height": 40} for i in range(5)]
+    anns = [{"id": k, "image_id": k % 5, "category_id": 1 + k % 2, "bbox": [k % 7, 1.5, 3 + k % 4, 2],
+             "note": "a}, {b" if k % 3 == 0 else "", "parts": [{"p": 1}, {"q": [k]}], "iscrowd": int(k % 9 == 0)}
+            for k in range(60)]
+    path = _write(tmp_path, {"images": images, "annotations": anns,
+                             "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+    monkeypatch.setattr(coco, "_CHUNK", 4)
+    monkeypatch.setattr(coco, "_CHUNK_CHARS", chunk_chars)
+    ds = coco.read_coco(path)
+    assert ds.records.num_boxes.tolist() == [12] * 5
+    expected = sorted(anns, key=lambda a: a["image_id"])
+    assert ds.records.boxes[:, 0].tolist() == [a["bbox"][0] for a in expected]
+    assert ds.records.iscrowd.tolist() == [a["iscrowd"] for a in expected]
+    assert ds.records.labels.tolist() == [a["category_id"] for a in expected]
