@@ -5,8 +5,8 @@ boxes, 80 non-contiguous category ids, ~1 % crowd boxes; no image files: nothing
 measures, side by side in one run on the same file, ``detdistill.data.open_dataset`` against
 ``pycocotools.coco.COCO``:
 
-* open time and peak RSS, each in a fresh subprocess (``ru_maxrss`` of the child), so one measurement's
-  heap never inflates the next. Peak RSS is reported whole and above the child's RSS after its imports
+* open time (CPU and wall) and peak RSS, each in a fresh subprocess (``VmHWM`` of the child), so one
+  measurement's heap never inflates the next. Peak RSS is reported whole and above the child's RSS after its imports
   (torch alone is a few hundred MB that pycocotools does not import);
 * ``detdistill data stats`` on the file (the CLI in a subprocess, wall time);
 * memory growth of 4 forked DataLoader workers over 2,000 ``__getitem__`` calls each with image decoding
@@ -67,13 +67,17 @@ def generate(path: Path, num_images: int, num_boxes: int, num_classes: int = COC
     return path
 
 
-# Each child prints one JSON line: open seconds, peak RSS (ru_maxrss, kB on Linux) and RSS after imports.
+# Each child prints one JSON line: open seconds, peak RSS and RSS after imports. The peak is VmHWM (this
+# process image's high-water mark), not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child
+# of a big parent would report the parent's size.
 _OPEN_CHILD = r"""
-import json, resource, sys, time
-def rss_kb():
+import json, sys, time
+def status_kb(key):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key):
             return int(line.split()[1])
+def rss_kb():
+    return status_kb("VmRSS:")
 kind, path = sys.argv[1], sys.argv[2]
 if kind == "detdistill":
     from detdistill.data import open_dataset
@@ -91,7 +95,7 @@ else:
     n = len(ds.imgs)
 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 extra = {"table_bytes": ds.records.nbytes} if kind == "detdistill" else {}
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_kb": status_kb("VmHWM:"),
                   "base_kb": base, "held_kb": rss_kb(), "images": n, **extra}))
 """
 

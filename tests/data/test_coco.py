@@ -258,3 +258,60 @@ def test_streamed_chunks_cut_anywhere_read_the_same(tmp_path, monkeypatch, chunk
     assert ds.records.boxes[:, 0].tolist() == [a["bbox"][0] for a in expected]
     assert ds.records.iscrowd.tolist() == [a["iscrowd"] for a in expected]
     assert ds.records.labels.tolist() == [a["category_id"] for a in expected]
+
+
+def test_column_reader_matches_a_per_annotation_loop_on_a_random_file(tmp_path, monkeypatch):
+    """Random defects (outside, partial, zero-area, inverted, unknown class), mixed int/float coordinates,
+    crowd and ignore flags: the array reader gives what a plain loop over the file gives."""
+    import detdistill.data.coco as coco
+
+    rng = np.random.default_rng(3)
+    images = [{"id": int(i), "file_name": f"{i}.jpg", "width": int(rng.integers(20, 60)),
+               "height": int(rng.integers(20, 60))} for i in rng.permutation(500)[:40]]
+    anns = []
+    for k in range(400):
+        x, y, w, h = (float(v) for v in np.round(rng.uniform(-15, 60, 4), 1))
+        if k % 5 == 0:
+            x, w = int(x), int(abs(w))
+        ann = {"id": k, "image_id": images[int(rng.integers(0, 40))]["id"], "category_id": int(rng.integers(1, 5)),
+               "bbox": [x, y, w, h], "iscrowd": int(rng.uniform() < 0.1), "ignore": bool(rng.uniform() < 0.1)}
+        if k % 3:
+            ann["area"] = float(rng.uniform(1, 99))
+        anns.append(ann)
+    cats = [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]  # category 4 is unknown
+    path = _write(tmp_path, {"images": images, "annotations": anns, "categories": cats})
+    monkeypatch.setattr(coco, "_CHUNK_CHARS", 3000)
+    ds = coco.read_coco(path, on_bad_box="skip")
+
+    expected = {im["id"]: [] for im in images}
+    counts = {}
+    for ann in anns:
+        x, y, w, h = ann["bbox"]
+        im = next(i for i in images if i["id"] == ann["image_id"])
+        x1, y1, x2, y2 = x, y, x + w, y + h
+        if ann["category_id"] == 4:
+            reason = "unknown_class"
+        elif x2 < x1 or y2 < y1:
+            reason = "inverted"
+        elif x2 == x1 or y2 == y1:
+            reason = "zero_area"
+        elif x1 >= im["width"] or y1 >= im["height"] or x2 <= 0 or y2 <= 0:
+            reason = "outside"
+        else:
+            reason = None
+            c = [max(x1, 0), max(y1, 0), min(x2, im["width"]), min(y2, im["height"])]
+            clipped = max(-x1, -y1, x2 - im["width"], y2 - im["height"]) > 0.01
+            if clipped:
+                counts["clipped"] = counts.get("clipped", 0) + 1
+            area = (c[2] - c[0]) * (c[3] - c[1]) if clipped or "area" not in ann else ann["area"]
+            expected[im["id"]].append((c, ann["category_id"], ann["iscrowd"], ann["ignore"], area))
+        if reason:
+            counts[reason] = counts.get(reason, 0) + 1
+    assert dict(ds.skips.counts) == counts and set(counts) >= {"unknown_class", "outside", "clipped"}
+    for i, im in enumerate(images):
+        rec, want = ds.records[i], expected[im["id"]]
+        assert rec.image_id == im["id"] and (rec.width, rec.height) == (im["width"], im["height"])
+        assert np.allclose(rec.boxes, np.array([w[0] for w in want], np.float32).reshape(-1, 4))
+        assert rec.labels.tolist() == [w[1] for w in want] and rec.iscrowd.tolist() == [w[2] for w in want]
+        assert rec.difficult.tolist() == [w[3] for w in want]
+        assert np.allclose(rec.area, [w[4] for w in want], rtol=1e-5)

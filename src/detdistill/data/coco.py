@@ -37,7 +37,6 @@ from .base import DatasetError, DetectionDataset, RecordTable, box_area
 from .validate import SkipReport, bad_input, check_on_bad_box, finish_dataset, require_nonempty, validate_boxes
 
 
-_MISSING = object()
 _NUMBER = (int, float)
 _INT64_MAX = 2**63 - 1
 _MAX_SIDE = 2**31 - 1  # pixels; larger sizes are corrupt files (and overflow the size arrays)
@@ -188,9 +187,11 @@ class _AnnotationColumns:
 def _stream_coco(path: Path, text: str) -> dict[str, Any]:
     """The top-level object of ``text`` with ``annotations`` as :class:`_AnnotationColumns`.
 
-    The annotations are parsed a chunk at a time by the json module's own C scanner and turned into arrays at
-    once, so the whole tree of 860k annotation dicts (~0.6 GB for COCO train2017) never exists; only the small
-    sections (images, categories) become Python objects. Anything unusual raises :class:`_NotStreamable`.
+    The annotations array is parsed a few MB at a time (:func:`_stream_array`) and each piece turned into
+    arrays at once, so the tree of 860k annotation dicts (~0.6 GB for COCO train2017) never exists whole;
+    the small sections (images, categories) become Python objects as usual. Anything unusual (another top
+    level, a repeated key, a defect in an entry) raises :class:`_NotStreamable`: the whole-document path then
+    parses the file again and names the problem.
     """
     scan = json.JSONDecoder().scan_once
     ws = _WS.match
