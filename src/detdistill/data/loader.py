@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .base import DetectionDataset, Target, Transform
+from .base import DetectionDataset, Target, Transform, without_crowd
 
 
 def collate_detection(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[list[torch.Tensor], list[Target]]:
@@ -125,6 +125,17 @@ def _seed_worker(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's signatu
     random.seed(seed)
 
 
+class _CrowdFree:
+    """``transforms`` after dropping crowd boxes (a class, not a closure: spawned workers pickle it)."""
+
+    def __init__(self, transforms: Transform | None) -> None:
+        self.transforms = transforms
+
+    def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+        target = without_crowd(target)
+        return self.transforms(image, target) if self.transforms is not None else (image, target)
+
+
 def build_loader(
     dataset: DetectionDataset,
     batch_size: int,
@@ -153,7 +164,8 @@ def build_loader(
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
-        SeededView(dataset, transforms if train else None),
+        # Training never learns crowd boxes as objects (torchvision's references); evaluation keeps them.
+        SeededView(dataset, _CrowdFree(transforms) if train else None),
         batch_sampler=sampler,
         collate_fn=collate_detection,
         num_workers=num_workers,

@@ -83,17 +83,16 @@ def dataset_stats(dataset: DetectionDataset, check: bool = False) -> DatasetStat
         (3, True)
     """
     k = len(dataset.class_names)
-    counts = np.zeros(k, np.int64)
-    image_counts = np.zeros(k, np.int64)
-    buckets = np.zeros((k, 3), np.int64)
-    per_image = np.array([r.num_boxes for r in dataset.records], np.int64)
-    sqrt_areas: list[float] = []
-    for rec in dataset.records:
-        labels = rec.labels - 1
-        np.add.at(counts, labels, 1)
-        image_counts[np.unique(labels)] += 1
-        np.add.at(buckets, (labels, size_bucket(rec.area)), 1)
-        sqrt_areas.extend(np.sqrt(np.clip(rec.area, 0, None)).tolist())
+    # Whole-dataset array operations on the record table: a COCO-size set takes a second, not a minute.
+    table = dataset.records
+    labels = table.labels - 1
+    counts = np.bincount(labels, minlength=k)[:k]
+    per_image = table.num_boxes
+    present = np.zeros((len(table), k), bool)  # (image, class) pairs with a kept box
+    present[table.box_image_index, labels] = True
+    image_counts = present.sum(axis=0)
+    buckets = np.bincount(labels * 3 + size_bucket(table.area), minlength=3 * k)[:3 * k].reshape(k, 3)
+    sqrt_areas: list[float] = np.sqrt(np.clip(table.area, 0, None)).tolist()
     skips = getattr(dataset, "skips", None)
     removed_by_class = dict(skips.removed_by_class) if skips is not None else {}
     classes = [ClassStats(n, int(counts[i]), int(removed_by_class.get(n, 0)), int(image_counts[i]),

@@ -36,7 +36,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -114,21 +114,23 @@ def _fmt(v: float) -> str:
 
 def validate_boxes(
     boxes: np.ndarray,
-    width: int,
-    height: int,
+    width: int | np.ndarray,
+    height: int | np.ndarray,
     *,
     file: str | Path,
-    fields: Sequence[str],
-    raw_values: Sequence[str] | None = None,
-    class_names: Sequence[str | None] | None = None,
+    fields: Sequence[str] | Callable[[int], str],
+    raw_values: Sequence[str] | Callable[[int], str] | None = None,
+    class_names: Sequence[str | None] | Callable[[int], str | None] | None = None,
     on_bad_box: str,
     report: SkipReport,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the rules of the module table to ``boxes`` (N×4 ``x1, y1, x2, y2`` pixels).
 
     ``fields[i]`` names where box ``i`` sits in the file (e.g. ``object[2].bndbox``) and ``raw_values[i]``
-    is its value as written there (defaults to the four numbers). Returns ``(boxes, keep, clipped)``:
-    clipped boxes and two boolean masks over the input rows.
+    is its value as written there (defaults to the four numbers). ``width``/``height`` are the image's, or
+    one per box when the boxes of many images are checked at once. ``fields``, ``raw_values`` and
+    ``class_names`` may be functions of the row, so a COCO-size file builds messages only for flagged
+    boxes. Returns ``(boxes, keep, clipped)``: clipped boxes and two boolean masks over the input rows.
 
     Example:
         >>> r = SkipReport()
@@ -139,38 +141,45 @@ def validate_boxes(
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     n = len(boxes)
-    keep = np.ones(n, bool)
-    clipped = np.zeros(n, bool)
-    out = boxes.copy()
-    for i in range(n):
-        x1, y1, x2, y2 = boxes[i]
-        value = raw_values[i] if raw_values is not None else "[" + ", ".join(_fmt(v) for v in boxes[i]) + "]"
-        where = f"{file}: field '{fields[i]}' has value {value}"
-        cls = class_names[i] if class_names is not None else None
-        if not np.isfinite(boxes[i]).all():
+    w = np.broadcast_to(np.asarray(width, np.float64), (n,))
+    h = np.broadcast_to(np.asarray(height, np.float64), (n,))
+    x1, y1, x2, y2 = boxes.T
+    # The same rules in the same order as the module table, as masks: each row gets its first defect only.
+    with np.errstate(invalid="ignore"):
+        non_finite = ~np.isfinite(boxes).all(axis=1)
+        inverted = ~non_finite & ((x2 < x1) | (y2 < y1))
+        zero_area = ~non_finite & ~inverted & ((x2 == x1) | (y2 == y1))
+        ok = ~(non_finite | inverted | zero_area)
+        outside = ok & ((x1 >= w) | (y1 >= h) | (x2 <= 0) | (y2 <= 0))
+        ok &= ~outside
+        partial = ok & ((x1 < 0) | (y1 < 0) | (x2 > w) | (y2 > h))
+        out = boxes.copy()
+        out[partial] = np.stack([np.maximum(x1, 0.0), np.maximum(y1, 0.0), np.minimum(x2, w), np.minimum(y2, h)],
+                                axis=1)[partial]
+        overshoot = np.max(np.stack([-x1, -y1, x2 - w, y2 - h], axis=1), axis=1)
+    # Normalised formats (YOLO) round to a few decimals: a box that overshoots the border by a hundredth of
+    # a pixel is rounding noise, not an annotation defect, so it is clipped uncounted.
+    clipped = partial & (overshoot > CLIP_TOLERANCE)
+    keep = ok.copy()
+
+    def pick(source: Any, i: int) -> Any:
+        return source(i) if callable(source) else source[i]
+
+    for i in np.flatnonzero(~ok | clipped).tolist():
+        value = pick(raw_values, i) if raw_values is not None else "[" + ", ".join(_fmt(v) for v in boxes[i]) + "]"
+        where = f"{file}: field '{pick(fields, i)}' has value {value}"
+        cls = pick(class_names, i) if class_names is not None else None
+        size = f"{_fmt(w[i])}x{_fmt(h[i])}"
+        if non_finite[i]:
             bad_input(report, on_bad_box, "non_finite", f"{where}: coordinate is NaN or infinite", cls)
-            keep[i] = False
-            continue
-        if x2 < x1 or y2 < y1:
+        elif inverted[i]:
             bad_input(report, on_bad_box, "inverted", f"{where}: x2 < x1 or y2 < y1", cls)
-            keep[i] = False
-            continue
-        if x2 == x1 or y2 == y1:
+        elif zero_area[i]:
             bad_input(report, on_bad_box, "zero_area", f"{where}: zero-area box", cls)
-            keep[i] = False
-            continue
-        if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
-            report.add("outside", f"{where}: box wholly outside the {width}x{height} image, dropped", cls)
-            keep[i] = False
-            continue
-        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-            out[i] = [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
-            overshoot = max(-x1, -y1, x2 - width, y2 - height)
-            # Normalised formats (YOLO) round to a few decimals: a box that overshoots the border by a
-            # hundredth of a pixel is rounding noise, not an annotation defect, so it is clipped uncounted.
-            if overshoot > CLIP_TOLERANCE:
-                clipped[i] = True
-                report.add("clipped", f"{where}: box partly outside the {width}x{height} image, clipped", cls)
+        elif outside[i]:
+            report.add("outside", f"{where}: box wholly outside the {size} image, dropped", cls)
+        else:
+            report.add("clipped", f"{where}: box partly outside the {size} image, clipped", cls)
     return out.astype(np.float32), keep, clipped
 
 
