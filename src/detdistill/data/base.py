@@ -109,21 +109,22 @@ def set_max_image_pixels(limit: int | None) -> None:
     if limit is not None and limit <= 0:
         raise DatasetError(f"--max-image-pixels: value {limit} must be positive")
     _max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if limit is None else int(limit)
-    # Pillow refuses at twice its own limit while opening; keep that above ours so ours speaks first.
-    Image.MAX_IMAGE_PIXELS = _max_image_pixels
 
 
 def open_image(path: Path) -> Image.Image:
     """``Image.open`` with the pixel limit as a :class:`DatasetError` naming the file, size and flag."""
     import warnings
 
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        # Pillow's own guard (a warning, an error at twice its limit) is replaced by the one below, which
+        # names the size and the flag; opening reads only the header.
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the flag named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise DatasetError(f"{path}: image is too large to decode safely ({exc}); raise the limit with "
-                           f"--max-image-pixels N") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     width, height = img.size
     if width * height > _max_image_pixels:
         img.close()
