@@ -302,7 +302,7 @@ class _interrupt_note:
         import shlex
 
         last = self.out / "last.pt"
-        argv = [a for a in sys.argv[1:] if a not in ("--resume", "--overwrite")]
+        argv = [a for a in _ARGV if a not in ("--resume", "--overwrite")]
         command = "detdistill " + " ".join(shlex.quote(a) for a in argv[:1] + ["--resume"] + argv[1:])
         if last.is_file():
             try:
@@ -411,12 +411,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:40s} {get_entry(name).description}")
         return 0
-    from tqdm import tqdm
-
     names = args.names or list_models()
     rows = []
-    # Building and timing every model takes minutes; show which one is being measured (--list is instant).
-    for name in tqdm(names, desc="measuring models", unit="model", file=sys.stderr, disable=None):
+    # Building and timing every model takes minutes; say which one is being measured (--list is instant).
+    for k, name in enumerate(names, start=1):
+        print(f"measuring {name} ({k}/{len(names)}; --list shows the names at once)", file=sys.stderr, flush=True)
         rows += describe_zoo([name], args.num_classes, args.image_size, threads=args.threads, runs=args.runs)
     print(format_table(rows))
     return 0
@@ -548,7 +547,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def _user_error(exc: BaseException) -> bool:
-    if isinstance(exc, (UsageError, ValueError, FileNotFoundError, KeyError)):
+    from .errors import DetDistillError
+
+    if isinstance(exc, (UsageError, DetDistillError, ValueError, FileNotFoundError, KeyError)):
         return True
     if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
         return True
@@ -557,7 +558,12 @@ def _user_error(exc: BaseException) -> bool:
     return type(exc).__name__ in ("NonFiniteLossError", "PairingError", "WeightsError", "DetDistillError")
 
 
+_ARGV: list[str] = []  # the command line, for the resume hint after Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

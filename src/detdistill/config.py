@@ -24,8 +24,10 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from .errors import DetDistillError
 
-class ConfigError(ValueError):
+
+class ConfigError(DetDistillError):
     """A config problem a user can fix; the message names the file, the key and the value."""
 
 

@@ -33,11 +33,13 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import DetDistillError
+
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 
-class DatasetError(ValueError):
+class DatasetError(DetDistillError):
     """Bad input: the message names the file, the field and the value."""
 
 
