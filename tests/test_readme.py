@@ -1,11 +1,12 @@
 """The README's own-loop snippet runs as written (one tiny epoch) and saves a checkpoint the CLI loads."""
 
 import re
+from pathlib import Path
 
 from detdistill.data import SYNTHETIC_CLASS_NAMES
 from detdistill.models import build_detector, load_detector, read_checkpoint, save_detector
 
-from conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_own_loop_snippet_is_complete_and_saves_a_loadable_checkpoint(tmp_path, monkeypatch):
