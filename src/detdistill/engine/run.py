@@ -133,6 +133,10 @@ RESUMABLE_KEYS = frozenset({
     "teacher", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images"})
 
 
+# What a run writes at the top of its folder (``--overwrite`` removes them before a fresh start).
+RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "loss_curves.png", "config.yaml")
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -171,10 +175,14 @@ def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = Fa
                               f"what its checkpoint was built with. Drop those overrides, or start a new run "
                               f"folder (--out DIR). Resuming may change: {', '.join(sorted(RESUMABLE_KEYS))}")
         return
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise ConfigError(f"train.out_dir: {out} already holds a run ({held}); continue it with --resume, replace "
-                          f"it with --overwrite, or choose another folder with --out DIR")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+            raise ConfigError(f"train.out_dir: {out} already holds a run ({held}); continue it with --resume, "
+                              f"replace it with --overwrite, or choose another folder with --out DIR")
+        # A fresh run must not leave the old run's best.pt or summary beside its own, as if they were its.
+        for name in RUN_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
 
 
 def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
@@ -191,13 +199,13 @@ def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print
     data = open_datasets(cfg)
     model = build_model(cfg, data.train.num_classes)
     out = Path(cfg.train.out_dir)
-    if dist.is_main:
-        save_config(cfg, out / "config.yaml")
     meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
     trainer = Trainer(
         model, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda m: checkpoint_payload(m, data.train.class_names, data.train.category_ids, meta))
+    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
+        save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)
     return _finish(summary, trainer.module, data.test, log, dist)
 
@@ -295,8 +303,6 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
             raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
-    if dist.is_main:
-        save_config(cfg, out / "config.yaml")
     meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
             "teacher": {"path": str(cfg.teacher), "sha256": sha, "val_mAP50": teacher_score,
                         "model_spec": ckpt["model_spec"]},
@@ -306,5 +312,7 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
         run_info={"teacher_val_mAP50": teacher_score}, progress_label="distill")
+    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
+        save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)
     return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})
