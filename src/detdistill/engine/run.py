@@ -267,7 +267,8 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     subset.records = val.records[:n]
     score = float(evaluate_model(teacher, subset, batch_size=8).metrics["mAP50"])
     floor = cfg.distill.teacher_min_map
-    log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor})")
+    log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor}; --teacher-eval-images N sets how "
+        "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
         raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
