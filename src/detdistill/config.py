@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal
 
 import yaml
 
+from .errors import DetDistillError
 
-class ConfigError(ValueError):
+
+class ConfigError(DetDistillError):
     """A config problem a user can fix; the message names the file, the key and the value."""
 
 
@@ -31,7 +35,7 @@ class ConfigError(ValueError):
 class DataConfig:
     source: str = "synthetic"
     """``synthetic``, ``synthetic:<preset>`` (easy/default/hard), or a path to COCO/VOC/YOLO/KITTI data."""
-    format: str | None = None
+    format: Literal["coco", "voc", "yolo", "kitti", "synthetic"] | None = None
     """Source format (coco, voc, yolo, kitti); detected from the files when left out."""
     train_split: str = "train"
     """Split used for training."""
@@ -45,7 +49,7 @@ class DataConfig:
     """Synthetic only: images in the val and test splits (None: 200)."""
     dataset_seed: int = 0
     """Synthetic only: the generator seed."""
-    on_bad_box: str = "error"
+    on_bad_box: Literal["error", "skip"] = "error"
     """What a reader does with an invalid box: ``error`` (stop, naming file/field/value) or ``skip`` (count)."""
     num_workers: int = 0
     """DataLoader worker processes (0: load in the main process)."""
@@ -71,7 +75,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "sgd"
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     """``sgd`` (momentum, torchvision references' recipe) or ``adamw``."""
     lr: float = 0.02
     """Peak learning rate (after warm-up)."""
@@ -79,7 +83,7 @@ class OptimConfig:
     """SGD momentum."""
     weight_decay: float = 1e-4
     """Weight decay."""
-    scheduler: str = "cosine"
+    scheduler: Literal["cosine", "multistep", "constant"] = "cosine"
     """``cosine`` decay to zero at max_steps, ``multistep`` (×lr_gamma at each milestone) or ``constant``."""
     warmup_steps: int = 50
     """Linear warm-up steps from ``warmup_factor × lr`` to ``lr``."""
@@ -90,13 +94,13 @@ class OptimConfig:
     lr_gamma: float = 0.1
     """Factor applied at each ``multistep`` milestone."""
     grad_clip_norm: float | None = 10.0
-    """Clip the global gradient norm to this value (None: no clipping)."""
+    """Clip the global gradient norm to this value (> 0; None: no clipping)."""
 
 
 @dataclass
 class TrainConfig:
     max_steps: int = 600
-    """Optimizer steps in the run."""
+    """Optimizer steps in the run (at least 1)."""
     batch_size: int = 4
     """Images per step (per process under DDP)."""
     seed: int = 0
@@ -104,7 +108,7 @@ class TrainConfig:
     deterministic: bool = False
     """``torch.use_deterministic_algorithms(True)`` (slower; some CUDA ops refuse)."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     amp: bool = True
     """Mixed precision on CUDA (ignored on CPU)."""
     channels_last: bool = True
@@ -122,7 +126,7 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
     threads: int | None = None
-    """torch CPU threads (None: torch's default)."""
+    """torch CPU threads (at least 1; None: torch's default)."""
 
 
 @dataclass
@@ -229,7 +233,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+        # YAML reads `null`/`~` as None; people also write Python's `None` (or `none`) and mean the same.
+        if type(None) in args and (value is None or (isinstance(value, str) and value in ("None", "none"))):
             return None
         errors = []
         for arg in args:
@@ -242,6 +247,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
     if annotation is Any:
         return value
+    if origin is Literal:
+        if value in args and not isinstance(value, bool):
+            return value
+        choices = [str(a) for a in args]
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{where}: unknown value {value!r}; {hint}choose one of {', '.join(choices)}")
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
@@ -321,15 +333,111 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
+# ---------------------------------------------------------------------------------------------- checks
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+# Builder keyword arguments that count pixels or boxes: a non-positive value crashes deep inside torchvision.
+_POSITIVE_OVERRIDES = ("min_size", "max_size", "box_detections_per_img", "box_batch_size_per_image",
+                       "rpn_batch_size_per_image", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                       "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test")
+_UNIT_OVERRIDES = ("box_score_thresh", "box_nms_thresh", "rpn_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh",
+                   "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "box_positive_fraction", "rpn_positive_fraction")
+
+
+def _number_rules(cfg: ExperimentConfig) -> list[tuple[str, Any, str, Callable[[Any], bool]]]:
+    """``(key, value, what is allowed, test)`` for every number of the data, optim and train sections."""
+    d, o, t = cfg.data, cfg.optim, cfg.train
+
+    def finite(v: Any) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    def positive(v: Any) -> bool:
+        return finite(v) and v > 0
+
+    def at_least(n: int) -> Callable[[Any], bool]:
+        return lambda v: v is None or (isinstance(v, int) and v >= n)
+
+    def unit(v: Any) -> bool:
+        return finite(v) and 0.0 <= v <= 1.0
+
+    return [
+        ("data.num_train_images", d.num_train_images, "an integer >= 1 or null", at_least(1)),
+        ("data.num_eval_images", d.num_eval_images, "an integer >= 1 or null", at_least(1)),
+        ("data.dataset_seed", d.dataset_seed, "an integer >= 0", at_least(0)),
+        ("data.num_workers", d.num_workers, "an integer >= 0", at_least(0)),
+        ("data.hflip_prob", d.hflip_prob, "a probability in [0, 1]", unit),
+        ("data.scale_jitter", d.scale_jitter, "null or [low, high] with 0 < low <= high",
+         lambda v: v is None or (len(v) == 2 and all(positive(x) for x in v) and v[0] <= v[1])),
+        ("optim.lr", o.lr, "a finite number > 0", positive),
+        ("optim.momentum", o.momentum, "a number in [0, 1)", lambda v: finite(v) and 0.0 <= v < 1.0),
+        ("optim.weight_decay", o.weight_decay, "a finite number >= 0", lambda v: finite(v) and v >= 0),
+        ("optim.warmup_steps", o.warmup_steps, "an integer >= 0", at_least(0)),
+        ("optim.warmup_factor", o.warmup_factor, "a number in [0, 1] (the starting fraction of optim.lr)", unit),
+        ("optim.milestones", o.milestones, "increasing step numbers >= 1",
+         lambda v: all(isinstance(m, int) and m >= 1 for m in v) and list(v) == sorted(set(v))),
+        ("optim.lr_gamma", o.lr_gamma, "a finite number > 0", positive),
+        ("optim.grad_clip_norm", o.grad_clip_norm, "a finite number > 0, or null for no clipping",
+         lambda v: v is None or positive(v)),
+        ("train.max_steps", t.max_steps, "an integer >= 1", at_least(1)),
+        ("train.batch_size", t.batch_size, "an integer >= 1", at_least(1)),
+        ("train.seed", t.seed, "an integer >= 0", at_least(0)),
+        ("train.eval_every", t.eval_every, "an integer >= 0 (0: only at the end)", at_least(0)),
+        ("train.checkpoint_every", t.checkpoint_every, "an integer >= 0", at_least(0)),
+        ("train.log_every", t.log_every, "an integer >= 0", at_least(0)),
+        ("train.threads", t.threads, "an integer >= 1, or null for torch's default", at_least(1)),
+    ]
+
+
+def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Range-check every ``data.*``, ``optim.*``, ``train.*`` number and ``model.overrides`` size; returns ``cfg``.
+
+    Called by :func:`load_config` and by the runs, so a wrong value stops before any data is read, naming the
+    key. (``distill.*`` values are checked by the Distiller, which knows the models.)
+    """
+    for key, value, allowed, test in _number_rules(cfg):
+        ok = False
+        try:
+            ok = bool(test(value))
+        except TypeError:
+            pass
+        if not ok:
+            raise ConfigError(f"'{key}': value {value!r} is out of range; expected {allowed}")
+    device = cfg.train.device
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ConfigError(f"'train.device': unknown value {device!r}; choose auto, cpu, cuda or cuda:N")
+    for key in ("train.out_dir", "data.train_split", "data.source", "model.name", "train.best_metric"):
+        section, name = key.split(".")
+        if not str(getattr(getattr(cfg, section), name)).strip():
+            raise ConfigError(f"'{key}': must not be empty")
+    for name, value in cfg.model.overrides.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if name in _POSITIVE_OVERRIDES and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                for v in values):
+            raise ConfigError(f"'model.overrides.{name}': value {value!r} is out of range; expected a positive number")
+        if name in _UNIT_OVERRIDES and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"'model.overrides.{name}': value {value!r} is out of range; expected a number in [0, 1]")
+    return cfg
+
+
+def read_config_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Defaults, then the YAML file (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides; then :func:`validate_config`."""
     cfg = ExperimentConfig()
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(read_config_text(path)) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: malformed YAML ({exc})") from exc
         if not isinstance(data, dict):
@@ -337,7 +445,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _apply(cfg, data, str(path))
     if overrides:
         _apply(cfg, parse_overrides(overrides), "command line")
-    return cfg
+    return validate_config(cfg)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _respect_umask(tmp)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
@@ -37,6 +38,7 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _respect_umask(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -47,15 +49,39 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     return path
 
 
+def _respect_umask(tmp: str) -> None:
+    """``mkstemp`` creates 0600 files; a finished output gets the mode ``open()`` would give it (0666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_PICKLE_MAGIC = b"\x80"  # the legacy format starts with a pickle protocol byte
+
+
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(..., weights_only=True)`` with a clear error naming the file."""
+    """``torch.load(..., weights_only=True)`` with a clear one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise ValueError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        hint = " (an ONNX model? detdistill reads the .pt checkpoint it was exported from)" \
+            if path.suffix.lower() == ".onnx" or head[:1] == b"\x08" else ""
+        raise ValueError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head!r}){hint}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ValueError(f"{path}: cannot load as a weights-only checkpoint ({exc})") from exc
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text:
+            raise ValueError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill does "
+                             "not unpickle (safety); save a state dict or a detdistill checkpoint instead") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise ValueError(f"{path}: cannot load as a checkpoint ({first})") from exc
 
 
 def seed_everything(seed: int) -> None:

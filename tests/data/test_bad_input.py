@@ -163,6 +163,6 @@ def test_cli_prints_one_line_for_bad_input(tmp_path, make, capsys):
 def test_cli_check_images_lists_corrupt_files(tmp_path, make, capsys):
     root = make.voc(tmp_path, {"ok": {"objects": [("a", 1, 1, 5, 5)]}, "bad": {"objects": []}})
     (root / "JPEGImages" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    assert main(["data", "stats", str(root), "--check-images", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["data", "stats", str(root), "--check-images", "--out", str(tmp_path / "s.png")]) == 1  # problems found: nonzero, as linters do
     out = capsys.readouterr().out
     assert "image check: 1 problems" in out and "bad.png: cannot decode image" in out

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).parent / "run_ddp.py"
@@ -28,6 +29,43 @@ def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
     assert seen0 | seen1 == set(range(11))
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 6 and len(seen0 & seen1) == 1
     # One step of 2 ranks x batch 2 (gradients averaged by DDP) equals one process with batch 4.
+    for key, value in single["params"].items():
+        assert torch.allclose(ranks[0]["params"][key], value, atol=1e-6), key
+        assert torch.equal(ranks[0]["params"][key], ranks[1]["params"][key])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_by_c10d_rendezvous_match_one_process_with_twice_the_batch(tmp_path):
+    """Two torchrun launches (one process each) playing two nodes, as the README's multi-node command runs."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _launch([sys.executable, str(SCRIPT), str(one), "4"])
+    endpoint = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                               "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=detdistill-test",
+                               "--max_restarts=0", str(SCRIPT), str(two), "2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        for node in nodes:
+            _, err = node.communicate(timeout=50)
+            assert node.returncode == 0, err[-3000:]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    single = torch.load(one / "rank0.pt", weights_only=True)
+    ranks = [torch.load(two / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
     for key, value in single["params"].items():
         assert torch.allclose(ranks[0]["params"][key], value, atol=1e-6), key
         assert torch.equal(ranks[0]["params"][key], ranks[1]["params"][key])

@@ -34,11 +34,13 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import DetDistillError
+
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 
-class DatasetError(ValueError):
+class DatasetError(DetDistillError):
     """Bad input: the message names the file, the field and the value."""
 
 
@@ -113,20 +115,78 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
     return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float32)
 
 
+#: Images with more pixels are refused before decoding (a decompression-bomb guard): Pillow's own limit.
+DEFAULT_MAX_IMAGE_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+_max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """Raise (or lower) the pixel limit of :func:`load_rgb_image` and the readers' header checks.
+
+    ``None`` restores the default. The CLI's ``--max-image-pixels`` calls this.
+    """
+    global _max_image_pixels
+    if limit is not None and limit <= 0:
+        raise DatasetError(f"--max-image-pixels: value {limit} must be positive")
+    _max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if limit is None else int(limit)
+
+
+def open_image(path: Path) -> Image.Image:
+    """``Image.open`` with the pixel limit as a :class:`DatasetError` naming the file, size and flag."""
+    import warnings
+
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        # Pillow's own guard (a warning, an error at twice its limit) is replaced by the one below, which
+        # names the size and the flag; opening reads only the header.
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    width, height = img.size
+    if width * height > _max_image_pixels:
+        img.close()
+        raise DatasetError(f"{path}: image is {width}x{height} = {width * height:,} pixels, above the limit of "
+                           f"{_max_image_pixels:,} (a decompression-bomb guard); raise it with "
+                           f"--max-image-pixels {width * height}")
+    return img
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    """RGB by the pixel format's own range: Pillow's ``convert`` clips 16-bit values at 255 (a white image)."""
+    mode = img.mode
+    if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):  # PNG's only 32-bit mode is 16-bit grey
+        grey = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.round(grey / 65535.0 * 255.0).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("I", "F") or mode.startswith(("I;32", "F;")):
+        kind = "32-bit integer" if mode.startswith("I") else "32-bit float"
+        raise DatasetError(f"{path}: {kind} pixels (mode {mode!r}) have no fixed range to scale to [0, 1]; convert "
+                           "the image to 8- or 16-bit first")
+    return img.convert("RGB")
+
+
 def load_rgb_image(path: str | Path) -> Image.Image:
     """Decode an image file to RGB, applying its EXIF orientation (a convention, not an error).
 
-    Grayscale, RGBA and palette images are converted to RGB. Missing, truncated or corrupt files raise a
-    :class:`DatasetError` naming the path, never a PIL traceback.
+    Grayscale, RGBA and palette images are converted to RGB; 16-bit grayscale is scaled by its range
+    (0..65535), and 32-bit integer or float images, which have no fixed range, are refused. Missing,
+    truncated, corrupt or too large (see :func:`set_max_image_pixels`) files raise a :class:`DatasetError`
+    naming the path, never a PIL traceback.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
+            fmt = img.format
             img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            img.format = fmt
+            return _to_rgb(img, path)
+    except DatasetError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
 

@@ -14,6 +14,7 @@ import yaml
 
 from ..utils import atomic_write_text
 from .base import DetectionDataset
+from .validate import read_text_file
 
 
 def to_coco_dict(dataset: DetectionDataset) -> dict[str, Any]:
@@ -179,7 +180,7 @@ def export_yolo(dataset: DetectionDataset, out: str | Path, split: str = "all") 
     yaml_path = out / "data.yaml"
     cfg: dict[str, Any] = {}
     if yaml_path.is_file():
-        cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+        cfg = yaml.safe_load(read_text_file(yaml_path, "data.yaml")) or {}
         old = cfg.get("names")
         old_list = [old[k] for k in sorted(old)] if isinstance(old, dict) else old
         if old_list is not None and list(old_list) != list(dataset.class_names):

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
+from .validate import read_text_file, SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 from .voc import IMAGE_EXTENSIONS
 
 IGNORED_TYPES = frozenset({"DontCare"})
@@ -36,7 +36,7 @@ def find_kitti_root(root: str | Path) -> Path | None:
 
 def _parse_lines(path: Path) -> list[tuple[int, str, list[float], str]]:
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text_file(path, "KITTI label file").splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue
@@ -81,7 +81,7 @@ def read_kitti(
         for cand in (base / "ImageSets" / f"{split}.txt", root / "ImageSets" / f"{split}.txt",
                      base / "splits" / f"{split}.txt", root / "splits" / f"{split}.txt"):
             if cand.is_file():
-                ids = [ln.split()[0] for ln in cand.read_text(encoding="utf-8").splitlines() if ln.strip()]
+                ids = [ln.split()[0] for ln in read_text_file(cand, "split list").splitlines() if ln.strip()]
                 label_files = [label_dir / f"{i}.txt" for i in ids]
                 break
         else:

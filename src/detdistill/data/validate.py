@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .base import DatasetError, DetectionDataset
+from .base import DatasetError, DetectionDataset, open_image
 
 log = logging.getLogger("detdistill.data")
 
@@ -189,9 +189,11 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1)
+    except DatasetError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read image header ({exc})") from exc
     # Orientations 5-8 rotate by 90 degrees: the decoded image (exif_transpose) swaps width and height.
@@ -208,6 +210,19 @@ def check_images(dataset: DetectionDataset) -> list[str]:
         except DatasetError as exc:
             problems.append(str(exc))
     return problems
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file (a leading BOM, as Windows editors write, is dropped); errors name the file."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: {what} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: {what} is a folder, expected a text file") from None
 
 
 def relative_file_name(path: Path, root: Path) -> str:

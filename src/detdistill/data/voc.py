@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
+from .validate import read_text_file, SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUTS = (("Annotations", "JPEGImages", Path("ImageSets") / "Main"), ("annotations", "images", Path("splits")))
@@ -131,7 +131,7 @@ def _read_split_ids(layout: VocLayout, split: str) -> list[str]:
         available = sorted(p.stem for p in layout.splits.glob("*.txt")) if layout.splits.is_dir() else []
         raise DatasetError(f"{path}: split file not found for split {split!r} (available: {available})")
     # VOC's per-class lists carry a second column ("id  1"); the id is the first token.
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.split()[0] for line in read_text_file(path, "split file").splitlines() if line.strip()]
 
 
 def _image_file(layout: VocLayout, parsed: _VocFile) -> Path:

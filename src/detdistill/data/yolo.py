@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
+from .validate import read_text_file, SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
 from .voc import IMAGE_EXTENSIONS
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
@@ -49,11 +49,24 @@ def label_path_for(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def _list_images(entry: Path, base: Path, where: str) -> list[Path]:
+# Files that sit among images without being images (they are expected, not left out).
+_NOT_IMAGES = {".txt", ".yaml", ".yml", ".json", ".cache", ".db", ".ds_store", ".md", ".npy"}
+
+
+def _list_images(entry: Path, base: Path, where: str, report: SkipReport | None = None) -> list[Path]:
     if entry.is_dir():
-        return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in entry.rglob("*") if p.is_file())
+        if report is not None:
+            for p in files:
+                if p.suffix.lower() not in IMAGE_EXTENSIONS and p.suffix.lower() not in _NOT_IMAGES \
+                        and not p.name.startswith("."):
+                    label = label_path_for(p)
+                    also = f" (and its label file {label.name})" if label.is_file() else ""
+                    report.add("unsupported_image", f"{p}: not a supported image type "
+                               f"({', '.join(sorted(IMAGE_EXTENSIONS))}); left out{also}")
+        return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if entry.is_file() and entry.suffix == ".txt":
-        lines = [ln.strip() for ln in entry.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text_file(entry, "image list").splitlines() if ln.strip()]
         return [(base / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
     raise DatasetError(f"{where} has value {str(entry)!r}: no such image folder or list file")
 
@@ -63,6 +76,9 @@ def _names_from_yaml(cfg: dict, path: Path) -> list[str] | None:
     if names is None:
         return None
     if isinstance(names, dict):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+            raise DatasetError(f"{path}: field 'names' has keys {list(names)}: expected the integers "
+                               f"0..{len(names) - 1}")
         keys = sorted(names)
         if keys != list(range(len(keys))):
             raise DatasetError(f"{path}: field 'names' has keys {keys}: expected 0..{len(keys) - 1}")
@@ -76,13 +92,13 @@ def _names_from_file(root: Path) -> list[str] | None:
     candidates = [root / "classes.txt", root / "obj.names"] + sorted(root.glob("*.names"))
     for c in candidates:
         if c.is_file():
-            return [ln.strip() for ln in c.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            return [ln.strip() for ln in read_text_file(c, "class names file").splitlines() if ln.strip()]
     return None
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg = yaml.safe_load(read_text_file(path, "data.yaml"))
     except yaml.YAMLError as exc:
         raise DatasetError(f"{path}: malformed YAML ({exc})") from None
     if not isinstance(cfg, dict):
@@ -90,9 +106,13 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path: Path | None) -> list[Path]:
+def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path: Path | None,
+                      report: SkipReport | None = None) -> list[Path]:
     if cfg is not None and cfg_path is not None:
-        base = Path(cfg.get("path") or ".")
+        raw_base = cfg.get("path") or "."
+        if not isinstance(raw_base, str):
+            raise DatasetError(f"{cfg_path}: field 'path' has value {raw_base!r}: expected a folder path")
+        base = Path(raw_base)
         base = base if base.is_absolute() else (root / base)
         keys = [k for k in ("train", "val", "test") if k in cfg] if split is None else \
             [k for k in SPLIT_ALIASES.get(split, (split,)) if k in cfg][:1]
@@ -103,7 +123,7 @@ def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path:
         for k in keys:
             entries = cfg[k] if isinstance(cfg[k], list) else [cfg[k]]
             for e in entries:
-                for p in _list_images(base / str(e), base, f"{cfg_path}: field {k!r}"):
+                for p in _list_images(base / str(e), base, f"{cfg_path}: field {k!r}", report):
                     seen.setdefault(p, None)
         if keys:
             return list(seen)
@@ -112,20 +132,27 @@ def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path:
     if split is not None:
         for alias in SPLIT_ALIASES.get(split, (split,)):
             if (images / alias).is_dir():
-                return _list_images(images / alias, root, "")
+                return _list_images(images / alias, root, "", report)
         raise DatasetError(f"{images}: no folder for split {split!r} "
                            f"(found: {sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []})")
     if not images.is_dir():
         raise DatasetError(f"{root}: not a YOLO folder (no data.yaml and no images/ folder)")
-    return _list_images(images, root, "")
+    return _list_images(images, root, "", report)
+
+
+def _report_orphan_labels(images: list[Path], report: SkipReport) -> None:
+    """Count label files that no listed image uses (a missing or unsupported image): their boxes are unused."""
+    expected = {label_path_for(p) for p in images}
+    folders = {p.parent for p in expected if p.parent.is_dir()}
+    for folder in sorted(folders):
+        for label in sorted(folder.glob("*.txt")):
+            if label not in expected and label.name not in ("classes.txt",):
+                report.add("label_without_image", f"{label}: label file without an image; its boxes are not read")
 
 
 def _parse_label_file(path: Path, width: int, height: int, num_classes: int, on_bad_box: str,
                       report: SkipReport, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a text label file ({exc})") from None
+    text = read_text_file(path, "label file")
     rows, fields, raws, labels = [], [], [], []
     for n, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
@@ -181,8 +208,9 @@ def read_yolo(
             raise DatasetError(f"{root}: no class names (give 'names' in data.yaml, a classes.txt/obj.names file, "
                                f"or class_names)")
     class_names = list(class_names)
-    images = _images_for_split(root, split, cfg, cfg_path)
     report = SkipReport()
+    images = _images_for_split(root, split, cfg, cfg_path, report)
+    _report_orphan_labels(images, report)
     records = []
     for image_id, image in enumerate(images):
         width, height = read_image_size(image)

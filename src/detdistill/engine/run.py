@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..config import ExperimentConfig, config_to_dict, save_config
-from ..data.base import DetectionDataset
+from ..config import ConfigError, ExperimentConfig, config_to_dict, save_config, validate_config
+from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
 from ..utils import atomic_write_text, seed_everything
 from .distributed import DistContext, init_distributed
@@ -51,9 +51,20 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
                 kwargs["num_images"] = num
         return open_dataset(d.source, split=split, format=d.format, on_bad_box=d.on_bad_box, **kwargs)
 
-    train = one(d.train_split, d.num_train_images)
+    def opened(key: str, split: str | None, num: int | None) -> DetectionDataset | None:
+        try:
+            return one(split, num)
+        except DatasetError as exc:
+            # The reader names the file; the run must also name the config key that chose the split.
+            if split is None or key == "data.train_split" or f"data.{key}" in str(exc):
+                raise
+            raise DatasetError(f"{exc} [set by {key}={split}; choose another split, or {key}=null to skip it]") \
+                from exc
+
+    train = opened("data.train_split", d.train_split, d.num_train_images)
     assert train is not None
-    return Datasets(train, one(d.val_split, d.num_eval_images), one(d.test_split, d.num_eval_images))
+    return Datasets(train, opened("data.val_split", d.val_split, d.num_eval_images),
+                    opened("data.test_split", d.test_split, d.num_eval_images))
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -116,22 +127,87 @@ def _headline(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys)
 
 
+# Keys a resumed run may change: they steer how long it runs, what it logs and where it computes, not what
+# the checkpoint's optimizer state, schedule and data order were built from.
+RESUMABLE_KEYS = frozenset({
+    "train.max_steps", "train.eval_every", "train.checkpoint_every", "train.log_every", "train.progress",
+    "train.device", "train.threads", "train.out_dir", "data.num_workers", "data.test_split",
+    "teacher", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images"})
+
+
+# What a run writes at the top of its folder (``--overwrite`` removes them before a fresh start).
+RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "loss_curves.png", "config.yaml")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "overrides":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = False, log: Log = print) -> None:
+    """Check ``train.out_dir`` before anything is read or written.
+
+    A new run refuses a folder that already holds files (a second run would silently replace the first)
+    unless ``overwrite``. ``resume`` continues from ``last.pt`` and refuses config values that differ from
+    the checkpoint's except :data:`RESUMABLE_KEYS`; without ``last.pt`` it says that it starts fresh.
+    """
+    out = Path(cfg.train.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"train.out_dir: {out} is a file, not a folder; choose another run folder (--out DIR)")
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():
+            log(f"note: --resume: {out} has no last.pt yet; starting the run from step 0")
+            return
+        from ..models import read_checkpoint
+
+        before = read_checkpoint(last)["metadata"].get("config")
+        if not isinstance(before, dict):
+            return
+        old, new = _flatten(before), _flatten(config_to_dict(cfg))
+        changed = [k for k in new if k in old and old[k] != new[k] and k not in RESUMABLE_KEYS]
+        if changed:
+            diffs = ", ".join(f"{k}: {old[k]!r} in the run, {new[k]!r} now" for k in changed)
+            raise ConfigError(f"--resume: {last} was trained with other settings ({diffs}); a resumed run keeps "
+                              f"what its checkpoint was built with. Drop those overrides, or start a new run "
+                              f"folder (--out DIR). Resuming may change: {', '.join(sorted(RESUMABLE_KEYS))}")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+            raise ConfigError(f"train.out_dir: {out} already holds a run ({held}); continue it with --resume, "
+                              f"replace it with --overwrite, or choose another folder with --out DIR")
+        # A fresh run must not leave the old run's best.pt or summary beside its own, as if they were its.
+        for name in RUN_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+
+
 def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                   dist: DistContext | None = None) -> RunSummary:
-    """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``."""
+                   dist: DistContext | None = None, overwrite: bool = True) -> RunSummary:
+    """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
+
+    ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
+    """
     from ..models import checkpoint_payload
 
+    validate_config(cfg)
     dist = dist or init_distributed(cfg.train.device)
+    prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
     data = open_datasets(cfg)
     model = build_model(cfg, data.train.num_classes)
     out = Path(cfg.train.out_dir)
-    if dist.is_main:
-        save_config(cfg, out / "config.yaml")
     meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
     trainer = Trainer(
         model, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda m: checkpoint_payload(m, data.train.class_names, data.train.category_ids, meta))
+    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
+        save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)
     return _finish(summary, trainer.module, data.test, log, dist)
 
@@ -193,7 +269,8 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     subset.records = val.records[:n]
     score = float(evaluate_model(teacher, subset, batch_size=8).metrics["mAP50"])
     floor = cfg.distill.teacher_min_map
-    log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor})")
+    log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor}; --teacher-eval-images N sets how "
+        "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
         raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
@@ -202,11 +279,17 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
 
 
 def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool = False, log: Log = print,
-                    dist: DistContext | None = None) -> RunSummary | str:
-    """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``. ``dry_run`` returns the pairing report."""
+                    dist: DistContext | None = None, overwrite: bool = True) -> RunSummary | str:
+    """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``. ``dry_run`` returns the pairing report.
+
+    ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
+    """
     from ..models import checkpoint_payload, describe_pairing
 
+    validate_config(cfg)
     dist = dist or init_distributed(cfg.train.device)
+    if not dry_run:
+        prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
     data, teacher, ckpt, student, distiller = prepare_distillation(cfg, log=log)
     size = (int(student.transform.min_size[-1]),) * 2
     if dry_run:
@@ -223,8 +306,6 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
             raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
-    if dist.is_main:
-        save_config(cfg, out / "config.yaml")
     meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
             "teacher": {"path": str(cfg.teacher), "sha256": sha, "val_mAP50": teacher_score,
                         "model_spec": ckpt["model_spec"]},
@@ -233,6 +314,8 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
-        run_info={"teacher_val_mAP50": teacher_score})
+        run_info={"teacher_val_mAP50": teacher_score}, progress_label="distill")
+    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
+        save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)
     return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})

@@ -91,6 +91,7 @@ class Trainer:
         num_workers: DataLoader workers.
         dist: the distributed context (``init_distributed``); single process by default.
         run_info: JSON-able facts stored in every checkpoint's metadata and the summary.
+        progress_label: the progress bar's label (``train``, ``distill``).
 
     Example::
 
@@ -111,6 +112,7 @@ class Trainer:
         num_workers: int = 0,
         dist: DistContext | None = None,
         run_info: dict[str, Any] | None = None,
+        progress_label: str = "train",
     ) -> None:
         self.optim_cfg, self.cfg = optim, train
         self.dist = dist or DistContext(device=_default_device(train.device))
@@ -119,6 +121,7 @@ class Trainer:
         self.evaluate_fn = evaluate_fn
         self.export_fn = export_fn or (lambda m: {"state_dict": m.state_dict()})
         self.run_info = dict(run_info or {})
+        self.progress_label = progress_label
         if train.threads:
             torch.set_num_threads(train.threads)
         if train.deterministic:
@@ -146,10 +149,20 @@ class Trainer:
             dataset, train.batch_size, train=True, transforms=transforms, seed=train.seed,
             num_workers=num_workers, num_replicas=self.dist.world_size, rank=self.dist.rank)
         self.dataset_size = len(dataset)
+        if self.loader.batch_sampler.batches_per_epoch() == 0:
+            # Training drops the last partial batch (torchvision's references do too), so this epoch would be
+            # empty and the loop would spin forever looking for a batch.
+            per_rank = math.ceil(self.dataset_size / self.dist.world_size)
+            where = f" ({per_rank} per process over {self.dist.world_size} processes)" if self.dist.distributed else ""
+            raise ValueError(f"train.batch_size: value {train.batch_size} is larger than the training set "
+                             f"({self.dataset_size} images{where}); an epoch would have no full batch. Set "
+                             f"train.batch_size <= {per_rank}")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.last_metrics: dict[str, float] = {}
+        self._final_validated = False
+        self._last_saved_step = 0
         self._tb = None
 
     # ----------------------------------------------------------------------------------- checkpoints
@@ -173,10 +186,27 @@ class Trainer:
             "module_state": None if same else module_state,
             "best_value": self.best_value,
             "best_step": self.best_step,
+            "final_validated": self._final_validated,
+            "last_metrics": dict(self.last_metrics),
         }
         return payload
 
+    def _non_finite_weights(self) -> list[str]:
+        return [name for name, t in self.module.state_dict().items()
+                if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+    def _last_good(self) -> str:
+        last = self.out_dir / LAST
+        return f"{last} (step {self._last_saved_step})" if last.is_file() else "none written yet"
+
     def save(self, name: str = LAST, payload: dict[str, Any] | None = None) -> Path | None:
+        bad = self._non_finite_weights()
+        if bad:
+            # A checkpoint of NaN weights is no checkpoint: keep the previous good one untouched.
+            raise NonFiniteLossError(
+                f"{len(bad)} weight tensors hold NaN or Inf after step {self.step} (e.g. '{bad[0]}'); {name} was "
+                f"not written. The last good checkpoint is {self._last_good()}. Lower optim.lr or set "
+                "optim.grad_clip_norm")
         if not self.dist.is_main:
             return None
         return atomic_torch_save(payload or self._payload(), self.out_dir / name)
@@ -196,9 +226,17 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self._final_validated = bool(state.get("final_validated", False)) and self.step >= self.cfg.max_steps
+        self.last_metrics = dict(state.get("last_metrics") or {})
         if self.dist.world_size == 1:
             restore_rng_state(state["rng"])
         self._truncate_metrics()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete ``.last.pt.*.tmp`` / ``.best.pt.*.tmp`` that a kill mid-write left (never a finished file)."""
+        for name in (LAST, BEST):
+            for tmp in self.out_dir.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     # -------------------------------------------------------------------------------------- logging
     def _log(self, record: dict[str, Any]) -> None:
@@ -216,7 +254,20 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if not self.dist.is_main or not path.is_file():
             return
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        keep = []
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                step = int(record["step"])
+            except (ValueError, KeyError, TypeError):
+                # A kill mid-write tears the last line; it is logged again after resuming.
+                print(f"note: {path}: line {n} is not a complete metrics record (a write cut short); dropped it")
+                continue
+            if step <= self.step:
+                keep.append(line)
         atomic_write_text("".join(line + "\n" for line in keep), path)
 
     def _open_tensorboard(self) -> None:
@@ -263,10 +314,8 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in losses.items()}
         for key, value in values.items():
             if not math.isfinite(value):
-                last = self.out_dir / LAST
-                where = f"{last} (step {self._last_saved_step})" if last.is_file() else "none written yet"
-                raise NonFiniteLossError(
-                    f"loss term '{key}' is {value} at step {self.step + 1}; the last good checkpoint is {where}")
+                raise NonFiniteLossError(f"loss term '{key}' is {value} at step {self.step + 1}; the last good "
+                                         f"checkpoint is {self._last_good()}")
         total = sum(losses.values())
         # Modules may expose per-term diagnostics (the Distiller's hard/soft parts, bound activity) to log.
         stats = getattr(self.module, "stats", None)
@@ -285,16 +334,27 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> RunSummary:
         """Run to ``max_steps`` (continuing from ``last.pt`` when ``resume``); returns the run summary."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"train.out_dir: {self.out_dir} is a file, not a folder; choose another run folder")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self._remove_stale_temp_files()
+        self._final_validated = False
         if resume and (self.out_dir / LAST).is_file():
             self.resume(self.out_dir / LAST)
         elif self.dist.is_main and (self.out_dir / "metrics.jsonl").is_file():
             (self.out_dir / "metrics.jsonl").unlink()
         self._last_saved_step = self.step
+        # Resuming a finished run must not validate (and log) the same final step again.
+        resumed_finished = self.step >= self.cfg.max_steps and self._final_validated
         self._open_tensorboard()
         cfg = self.cfg
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   disable=not (cfg.progress and self.dist.is_main))
+        show = cfg.progress and self.dist.is_main
+        # A bar redraws with carriage returns; in a redirected log that is one endless line, so there the
+        # loop prints plain progress lines at each metrics line instead.
+        interactive = show and _is_terminal()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.progress_label, dynamic_ncols=True,
+                   disable=not interactive)
         start = time.perf_counter()
         self.module.train()
         sampler = self.loader.batch_sampler
@@ -311,7 +371,11 @@ class Trainer:
                     logged = reduce_mean(values, self.dist)
                     self._log({"step": self.step, "kind": "train", "epoch": self.epoch,
                                "lr": self.scheduler.get_last_lr()[0], "image_ids": ids, **logged})
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in logged.items() if k.startswith("loss")}, refresh=False)
+                    losses = {k: f"{v:.3f}" for k, v in logged.items() if k.startswith("loss")}
+                    bar.set_postfix(losses, refresh=False)
+                    if show and not interactive:
+                        print(f"{self.progress_label}: step {self.step}/{cfg.max_steps} "
+                              + " ".join(f"{k} {v}" for k, v in losses.items()), flush=True)
                 bar.update(1)
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                     self.validate()
@@ -327,14 +391,15 @@ class Trainer:
                 self.batch_in_epoch = 0
         bar.close()
         seconds = time.perf_counter() - start
-        if self.evaluate_fn is not None:
+        if self.evaluate_fn is not None and not resumed_finished:
             self.validate()
+            self._final_validated = True
             self.save(LAST)  # carries the final best value
         if self._tb is not None:
             self._tb.close()
         summary = RunSummary(
             out_dir=str(self.out_dir), steps=self.step,
-            last_checkpoint=str(self.out_dir / LAST),
+            last_checkpoint=str(self.out_dir / LAST) if (self.out_dir / LAST).is_file() else None,
             best_checkpoint=str(self.out_dir / BEST) if (self.out_dir / BEST).is_file() else None,
             best_metric=cfg.best_metric if self.best_value is not None else None,
             best_value=self.best_value, best_step=self.best_step, last_metrics=self.last_metrics,
@@ -348,6 +413,13 @@ class Trainer:
             except Exception as exc:  # a plot must never lose a finished run
                 print(f"warning: could not draw the loss curves ({exc})")
         return summary
+
+
+def _is_terminal() -> bool:
+    import sys
+
+    stream = sys.stderr  # where tqdm draws
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def _default_device(name: str) -> torch.device:

@@ -131,7 +131,14 @@ def check_coco_gt(coco_gt: Any, source: str = "ground truth") -> dict[str, Any]:
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
             raise EvalInputError(f"{source}: categories[{i}] has no integer 'id' (got {_short(cat)})")
         cat_ids.add(int(cat["id"]))
+    if len(image_ids) != len(coco_gt["images"]):
+        seen: set[int] = set()
+        for i, img in enumerate(coco_gt["images"]):
+            if int(img["id"]) in seen:
+                raise EvalInputError(f"{source}: images[{i}] repeats id {img['id']}; image ids must be unique")
+            seen.add(int(img["id"]))
     anns = coco_gt["annotations"]
+    _check_annotation_ids(anns, source)
     if _all_valid(anns, ("image_id", "category_id", "bbox"), image_ids, cat_ids):
         return coco_gt
     for i, ann in enumerate(anns):
@@ -145,6 +152,26 @@ def check_coco_gt(coco_gt: Any, source: str = "ground truth") -> dict[str, Any]:
                 f"{where}: field 'category_id' has value {ann.get('category_id')!r}, not a category id")
         _check_bbox(ann.get("bbox"), where)
     return coco_gt
+
+
+def _check_annotation_ids(anns: list[Any], source: str) -> None:
+    """COCOeval matches ground truth by annotation ``id``: a missing one is a KeyError deep inside it, and a
+    repeated one makes it match one box twice and the other never (AP 0.25 for perfect detections)."""
+    seen: dict[int, int] = {}
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            continue  # named by the per-entry checks
+        if "id" not in ann or not _is_int(ann["id"]):
+            got = "has no 'id'" if "id" not in ann else f"field 'id' has value {ann['id']!r}"
+            raise EvalInputError(f"{source}: annotations[{i}] {got}; every ground-truth annotation needs a unique "
+                                 "integer id")
+        first = seen.setdefault(int(ann["id"]), i)
+        if first != i:
+            raise EvalInputError(f"{source}: annotations[{i}] repeats id {ann['id']} of annotations[{first}]; "
+                                 "annotation ids must be unique (COCOeval would match one box twice)")
+        crowd = ann.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, float) and not crowd.is_integer():
+            raise EvalInputError(f"{source}: annotations[{i}]: field 'iscrowd' has value {crowd!r}; expected 0 or 1")
 
 
 def check_detections(detections: Any, coco_gt: dict[str, Any], source: str = "detections") -> list[dict[str, Any]]:

@@ -125,13 +125,30 @@ def predict_checkpoint(
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json."""
+    """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json.
+
+    ``images`` is a list of files and folders (numbered 1..N in that order), or a ``DetectionDataset``: then
+    each image keeps the dataset's own id and file name, so ``evaluate --gt`` on that dataset's ground truth
+    scores the detections against the right images.
+    """
+    from ..data.base import DetectionDataset
     from ..models import load_detector, read_checkpoint
     from .predict import collect_images, configure_detector, predict_images
 
-    paths = collect_images(images)
     ckpt = read_checkpoint(checkpoint)
+    image_ids = load_image = None
+    if isinstance(images, DetectionDataset):
+        dataset = images
+        paths = [dataset.image_path(i) for i in range(len(dataset))]
+        image_ids = [int(r.image_id) for r in dataset.records]
+        load_image = dataset.load_image
+        if list(ckpt["class_names"]) != list(dataset.class_names):
+            raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+                             f"{dataset.class_names} ({dataset.name}); its category ids would not match")
+    else:
+        paths = collect_images(images)
     model = configure_detector(load_detector(checkpoint, map_location=device or "cpu"),
                                score_threshold=score_threshold, nms=nms, size=size)
     return predict_images(model, paths, out_dir, ckpt["class_names"], ckpt["category_ids"],
-                          batch_size=batch_size, device=device, progress=progress)
+                          batch_size=batch_size, device=device, progress=progress, image_ids=image_ids,
+                          load_image=load_image)

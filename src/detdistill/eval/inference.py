@@ -166,7 +166,7 @@ def predict_dataset(
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=len(indices), desc=f"predict {getattr(dataset, 'name', '')}".strip(), unit="img",
-                   leave=False)
+                   leave=False, disable=None)  # None: no carriage-return flood in redirected logs
     with _ModeGuard(model), torch.inference_mode():
         for batch in batches:
             # load_image, not dataset[i]: evaluation must never see the training augmentation.

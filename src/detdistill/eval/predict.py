@@ -1,7 +1,8 @@
 """Detections on plain image files: boxes drawn into PNGs and a self-contained COCO JSON.
 
 What ``detdistill predict`` runs. The JSON (``detections.json``) is a COCO object: ``images`` (ids 1..N in
-the order the files were given), ``categories`` (the checkpoint's source ids and names) and
+the order the files were given, a folder's files sorted by name; or the dataset's own ids when predicting on
+a dataset, ``predict --data``), ``categories`` (the checkpoint's source ids and names) and
 ``annotations`` carrying a ``score`` each, so ``detdistill evaluate --detections`` reads it directly.
 """
 
@@ -95,10 +96,13 @@ def predict_images(
     device: str | torch.device | None = None,
     progress: bool = True,
     draw: bool = True,
+    image_ids: Sequence[int] | None = None,
+    load_image: Callable[[int], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` on image files in batches; write ``out_dir/detections.json`` and one PNG per image.
 
-    Returns the COCO object written. Drawn PNGs are named after the input (``<stem>.png``; a repeated stem
+    ``image_ids`` numbers the images (default 1..N in the given order); ``load_image(i)`` decodes image ``i``
+    (default: the file, as RGB in [0, 1]). Returns the COCO object written. Drawn PNGs are named after the input (``<stem>.png``; a repeated stem
     gets its image id as a prefix). Boxes are in the original image's pixels.
 
     Example::
@@ -119,20 +123,31 @@ def predict_images(
     colors = {cid: _PALETTE[k % len(_PALETTE)] for k, cid in enumerate(ids)}
     device = torch.device(device) if device is not None else _model_device(model)
     paths = [Path(p) for p in images]
+    numbers = list(range(1, len(paths) + 1)) if image_ids is None else [int(i) for i in image_ids]
+    if len(numbers) != len(paths) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"image_ids: {len(numbers)} ids ({len(set(numbers))} distinct) for {len(paths)} images")
     doc: dict[str, Any] = {"images": [], "annotations": [],
                            "categories": [{"id": int(c), "name": names[c]} for c in ids]}
     used_stems: set[str] = set()
+    if load_image is None:
+        from ..data.validate import read_image_size
+
+        for p in paths:  # a bad file stops here, before any output, not halfway through the batches
+            read_image_size(p)
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(paths), desc="predict", unit="img")
+        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=None)  # None: off when not a terminal
     with _ModeGuard(model), torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            tensors = [F.to_dtype(F.pil_to_tensor(load_rgb_image(p)), torch.float32, scale=True) for p in chunk]
+            if load_image is not None:
+                tensors = [load_image(start + k) for k in range(len(chunk))]
+            else:
+                tensors = [F.to_dtype(F.pil_to_tensor(load_rgb_image(p)), torch.float32, scale=True) for p in chunk]
             outputs = model([t.to(device) for t in tensors])
             for offset, (path, tensor, out) in enumerate(zip(chunk, tensors, outputs)):
-                image_id = start + offset + 1
+                image_id = numbers[start + offset]
                 dets = outputs_to_coco([out], [image_id], ids)
                 entry: dict[str, Any] = {"id": image_id, "file_name": str(path), "height": int(tensor.shape[1]),
                                          "width": int(tensor.shape[2])}

@@ -105,6 +105,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("name", "num_classes", "kwargs"):
         if key not in spec:
             raise ValueError(f"{path}: model_spec has no '{key}'")
+    from ..checks import check_checkpoint_fields  # issue 21: types and ranges of the spec's fields
+
+    check_checkpoint_fields(ckpt, path)
     if len(ckpt["class_names"]) != spec["num_classes"] - 1:
         raise ValueError(f"{path}: class_names has {len(ckpt['class_names'])} names but model_spec.num_classes "
                          f"is {spec['num_classes']} (background included)")
