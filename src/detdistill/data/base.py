@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -275,7 +275,7 @@ class RecordTable(Sequence[ImageRecord]):
             raise IndexError(f"record index {idx} out of range for {n} images")
         return idx + n if idx < 0 else idx
 
-    def __getitem__(self, idx):  # type: ignore[override]
+    def __getitem__(self, idx: int | slice | list[int] | np.ndarray) -> "ImageRecord | RecordTable":  # type: ignore[override]
         if isinstance(idx, slice) or (isinstance(idx, (list, np.ndarray)) and not np.isscalar(idx)):
             return self.take(np.arange(len(self))[idx])
         i = self._index(idx)
@@ -311,7 +311,7 @@ class RecordTable(Sequence[ImageRecord]):
             box_offsets=_offsets(counts), boxes=self.boxes[box_idx], labels=self.labels[box_idx],
             iscrowd=self.iscrowd[box_idx], difficult=self.difficult[box_idx], area=self.area[box_idx])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ImageRecord]:
         return (self[i] for i in range(len(self)))
 
     def __add__(self, other: Sequence[ImageRecord]) -> list[ImageRecord]:

@@ -20,7 +20,17 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import read_text_file, SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
+from .validate import (
+    SkipReport,
+    bad_input,
+    check_on_bad_box,
+    finish_dataset,
+    read_image_size,
+    read_text_file,
+    relative_file_name,
+    require_nonempty,
+    validate_boxes,
+)
 from .voc import IMAGE_EXTENSIONS
 
 IGNORED_TYPES = frozenset({"DontCare"})

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from .base import DatasetError, DetectionDataset, open_image
 

@@ -26,7 +26,17 @@ from typing import Sequence
 import numpy as np
 
 from .base import DatasetError, DetectionDataset, ImageRecord
-from .validate import read_text_file, SkipReport, bad_input, check_on_bad_box, read_image_size, finish_dataset, relative_file_name, require_nonempty, validate_boxes
+from .validate import (
+    SkipReport,
+    bad_input,
+    check_on_bad_box,
+    finish_dataset,
+    read_image_size,
+    read_text_file,
+    relative_file_name,
+    require_nonempty,
+    validate_boxes,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUTS = (("Annotations", "JPEGImages", Path("ImageSets") / "Main"), ("annotations", "images", Path("splits")))
