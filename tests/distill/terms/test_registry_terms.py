@@ -12,8 +12,16 @@ from detdistill.config import DistillConfig, _field_docs, describe_fields, load_
 from detdistill.data import SyntheticConfig, SyntheticShapes
 from detdistill.distill import terms as terms_pkg
 from detdistill.distill.distiller import Distiller, PairingError
-from detdistill.distill.terms import (DEFAULT_RECIPE, RECIPES, active_terms, get_term, list_terms,
-                                      make_terms_config, register_term, registry)
+from detdistill.distill.terms import (
+    DEFAULT_RECIPE,
+    RECIPES,
+    active_terms,
+    get_term,
+    list_terms,
+    make_terms_config,
+    register_term,
+    registry,
+)
 from detdistill.models import build_detector
 
 PAPER = ["rpn_soft", "rpn_bounded", "rcn_soft", "rcn_bounded", "hint"]
