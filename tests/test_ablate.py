@@ -27,7 +27,8 @@ def test_ablation_matrix_table_csv_and_resume(tiny_setup, monkeypatch):
     teacher = build_detector("cpu_small", 7, min_size=96, max_size=96)
     save_detector(cfg.teacher, teacher, list(SYNTHETIC_CLASS_NAMES))
     out = tmp_path / "abl"
-    table = ablate_mod.ablate(cfg, seeds=2, cells=["baseline", "all_adapt_off_matched"], out_dir=out, log=lambda m: None)
+    table = ablate_mod.ablate(cfg, seeds=2, cells=["baseline", "all_adapt_off_matched"], out_dir=out, log=lambda m: None,
+                              test_images=6)
     results = {(c, s): json.loads((out / "cells" / c / f"seed{s}" / "result.json").read_text())
                for c in ("baseline", "all_adapt_off_matched") for s in (0, 1)}
     with open(out / "ablation.csv") as fh:
@@ -39,6 +40,7 @@ def test_ablation_matrix_table_csv_and_resume(tiny_setup, monkeypatch):
         assert float(rows[cell]["val_mAP50_mean"]) == pytest.approx(val)
         assert f"| {cell} | {val:.3f} ± " in table and f" | {mean:.3f} ± " in table
         assert results[(cell, 0)]["threads"] == 1 and rows[cell]["threads"] == "1"
+        assert results[(cell, 0)]["test_images"] == 6
     # The paired difference: seed k of the cell minus seed k of the baseline.
     diffs = [results[("all_adapt_off_matched", s)]["mAP50"] - results[("baseline", s)]["mAP50"] for s in (0, 1)]
     assert float(rows["all_adapt_off_matched"]["mAP50_diff"]) == pytest.approx(sum(diffs) / 2)
@@ -53,7 +55,7 @@ def test_ablation_matrix_table_csv_and_resume(tiny_setup, monkeypatch):
     # Resumable: finished cells are not run again.
     monkeypatch.setattr("detdistill.engine.run.train_detector", lambda *a, **k: pytest.fail("re-ran a finished cell"))
     monkeypatch.setattr("detdistill.engine.run.distill_student", lambda *a, **k: pytest.fail("re-ran a finished cell"))
-    assert ablate_mod.ablate(cfg, seeds=2, cells=["baseline", "all_adapt_off_matched"], out_dir=out,
+    assert ablate_mod.ablate(cfg, seeds=2, cells=["baseline", "all_adapt_off_matched"], out_dir=out, test_images=6,
                              log=lambda m: None) == table
 
 

@@ -348,6 +348,8 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
                    help="a subset of cells (default: all; derived from the term registry and the recipes)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
+    p.add_argument("--test-images", type=int, default=1000,
+                   help="synthetic data: test-split size (validation keeps data.num_eval_images)")
     _add_run_args(p)
     p.set_defaults(func=cmd_ablate)
 
@@ -357,7 +359,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     cfg = _load_run_config(args, [f"teacher={args.teacher}"] if args.teacher else [])
     ablate(cfg, seeds=args.seeds, cells=args.cells, out_dir=args.out or "runs/ablate", jobs=args.jobs,
-           threads=args.threads)
+           threads=args.threads, test_images=args.test_images)
     return 0
 
 
