@@ -1,10 +1,12 @@
-"""The teacher-student pairing: one training forward that returns the paper's named losses.
+"""The teacher-student pairing: one training forward that returns the named losses of the active terms.
 
 ``Distiller(teacher, student, config)`` composes torchvision's own Faster R-CNN parts (transform, backbone,
 RPN head, anchor generator, box coder, proposal filter, anchor matcher and sampler, RoI sampler, RoI pool,
 box head, predictor) without patching them, because ``rpn.forward`` and ``roi_heads.forward`` sample
-internally and hide which anchors and RoIs they used. The Distiller makes the sampling once and computes,
-on the same samples:
+internally and hide which anchors and RoIs they used. The Distiller makes the sampling once, runs the
+teacher once (:meth:`Distiller.teacher_outputs`, and its RoI head on the student's RoIs), fills one
+:class:`~detdistill.distill.terms.TermContext` and calls the terms that ``config`` switches on (the registry
+in :mod:`detdistill.distill.terms`). The paper's terms (recipe ``chen2017``) combine as the paper does:
 
 * RPN: ``λ``-weighted, ``L_cls = μ·BCE(s, y) + (1−μ)·L_soft(s, t)`` on the sampled anchors and
   ``L_reg = smoothL1(s, y) + ν·L_b(s, t, y)`` on the positive anchors.
@@ -13,7 +15,8 @@ on the same samples:
   ``L_reg`` with the bounded loss on the ground-truth class's deltas of foreground RoIs.
 * Hint: ``γ · mean_l ‖adapt_l(V_l) − Z_l‖²`` over paired feature levels (paired by measured stride).
 
-With every term off the losses and the RNG use are exactly those of ``student(images, targets)``.
+Every other term adds ``weight · value`` under its own key (``loss_<name>``). With every term off the losses
+and the RNG use are exactly those of ``student(images, targets)``.
 
 The teacher is frozen: no gradients, always in eval mode, not registered as a submodule (so it is not in
 ``state_dict()``, ``parameters()``, the optimizer or DDP's buckets), moved along with ``.to()``.
