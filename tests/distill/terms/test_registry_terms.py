@@ -185,3 +185,10 @@ def test_list_terms_cli_prints_the_registry(capsys):
         assert spec.name in out and spec.reference in out
     assert "chen2017" in out and f"'default' = {DEFAULT_RECIPE}" in out
     assert terms_pkg.format_term_table() == out.rstrip("\n")
+
+
+def test_config_with_term_sections_pickles_for_the_ablation_workers():
+    import pickle
+
+    cfg = load_config(None, ["distill.terms.hint_fgfi.psi=0.4"])
+    assert pickle.loads(pickle.dumps(cfg)).distill.terms.hint_fgfi.psi == 0.4

@@ -152,7 +152,8 @@ def make_terms_config() -> type:
               if s.config is not None]
     cls = dataclasses.make_dataclass("TermsConfig", fields)
     cls.__doc__ = "One section per registered term with its own settings (``distill.terms.<name>.<field>``)."
-    cls.__module__ = __name__
+    # Lives as ``detdistill.distill.terms.TermsConfig`` (assigned there), so configs pickle (ablate's workers).
+    cls.__module__ = __name__.rsplit(".", 1)[0]
     return cls
 
 
