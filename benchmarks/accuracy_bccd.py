@@ -109,7 +109,10 @@ def main() -> None:
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
     common = [f"data.source={data}", "train.progress=false", f"train.threads={args.threads}", *args.set]
-    kinds = ["baseline", *[f"kd_{r}" for r in args.recipes]]
+    from detdistill.distill.terms import resolve_recipe
+
+    # "default" is one of the named recipes: resolve it so the same objective never trains twice.
+    kinds = ["baseline", *dict.fromkeys(f"kd_{resolve_recipe(r).name}" for r in args.recipes)]
     teacher = args.teacher
     if teacher is None:
         weights = cache_dir() / "mobilenetv2_imagenet_features.pt"
