@@ -2,9 +2,12 @@
 
 One teacher (MobileNetV2-FPN from ImageNet weights, `configs/bccd_teacher.yaml`) is trained once (or reused
 with --teacher); then, for each seed and each regime, a baseline student (`configs/bccd_student.yaml`, no
-teacher) and a distilled student (`configs/bccd_distill.yaml`, paper defaults) with the same recipe and steps.
-Prints mean ± std over seeds of mAP@0.5, AP@[.5:.95] and per-class AP50, the share of the teacher-baseline
-gap closed, and the images/s ratio; the ratio and target lines come last.
+teacher) and one distilled student per distillation recipe (`configs/bccd_distill.yaml` with
+``distill.recipe=R``; default ``--recipes default chen2017``) with the same recipe and steps. Prints and writes
+(``<out>/accuracy_bccd.md`` and ``.csv``) mean ± std over seeds of mAP@0.5, AP@[.5:.95] and per-class AP50,
+the paired difference to the baseline (same seed: same initial weights and data order) with its 95 %
+t-interval, the seeds won, the share of the teacher-baseline gap closed, and the images/s ratio. Every run
+uses one torch thread (``--threads``, recorded).
 
 Regimes: ``short`` (300 student iterations, where the measured gap is large, mostly platelets) and ``full``
 (1200 iterations, where the gap lives in AP@[.5:.95]). Cost on 2 CPU cores, measured: the teacher ~10 min
@@ -14,13 +17,15 @@ two-thread process) 3 seeds of the short regime take ~30 min and the full regime
 90-minute budget (BENCHMARKS.md). On one GPU (H200) the whole protocol takes ~10 min.
 
     make weights    # ImageNet MobileNetV2 features into the cache (once)
-    .venv/bin/python benchmarks/accuracy_bccd.py --out runs/bench_bccd --jobs 2 [--seeds 3] [--regimes short full]
+    .venv/bin/python benchmarks/accuracy_bccd.py --out runs/bench_bccd --jobs 2 [--seeds 5] [--regimes short full]
     .venv/bin/python benchmarks/accuracy_bccd.py --teacher runs/bench_bccd/teacher/last.pt --seeds 1 --regimes short
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import statistics
@@ -28,15 +33,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from detdistill.ablate import paired_difference
 from detdistill.config import load_config
 from detdistill.engine.run import distill_student, train_detector
+from detdistill.engine.trainer import RunSummary
 from detdistill.models.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIMES = {"short": 300, "full": 1200}
 
 
-def _test_metrics(summary) -> dict:  # noqa: ANN001
+def _test_metrics(summary: RunSummary) -> dict:
     return summary.extra["test"]["model"]
 
 
@@ -52,13 +59,14 @@ def _per_class(run_dir: Path) -> dict[str, float]:
 
 def _train_in_processes(args: argparse.Namespace, teacher: Path) -> None:
     """Seeds split round-robin over ``args.jobs`` child processes, one thread each; their runs land in --out."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     children = []
     for job in range(args.jobs):
         ids = [str(s) for s in range(args.seeds) if s % args.jobs == job]
         if ids:
             cmd = [sys.executable, __file__, "--out", str(args.out), "--teacher", str(teacher), "--seeds",
-                   str(args.seeds), "--regimes", *args.regimes, "--seed-ids", *ids, "--set", *args.set]
+                   str(args.seeds), "--regimes", *args.regimes, "--recipes", *args.recipes, "--threads",
+                   str(args.threads), "--seed-ids", *ids, "--set", *args.set]
             children.append(subprocess.Popen(cmd, env=env))
     failed = [c.args for c in children if c.wait() != 0]
     if failed:
@@ -87,7 +95,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_bccd")
     parser.add_argument("--teacher", type=Path, default=None, help="reuse a trained teacher checkpoint")
     parser.add_argument("--teacher-steps", type=int, default=400)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per arm; seed k of each arm pairs with the baseline's")
+    parser.add_argument("--recipes", nargs="+", default=["default", "chen2017"],
+                        help="distillation recipes (distill.recipe) to train beside the baseline")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
     parser.add_argument("--seed-ids", type=int, nargs="*", default=None,
                         help="train only these seeds (e.g. 1 2 in a second process; none: only the teacher); "
                              "a later run without it prints the table")
@@ -98,7 +109,11 @@ def main() -> None:
                         help="train the seeds in this many single-thread processes (2 on a 2-core machine)")
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
-    common = [f"data.source={data}", "train.progress=false", *args.set]
+    common = [f"data.source={data}", "train.progress=false", f"train.threads={args.threads}", *args.set]
+    from detdistill.distill.terms import resolve_recipe
+
+    # "default" is one of the named recipes: resolve it so the same objective never trains twice.
+    kinds = ["baseline", *dict.fromkeys(f"kd_{resolve_recipe(r).name}" for r in args.recipes)]
     teacher = args.teacher
     if teacher is None:
         weights = cache_dir() / "mobilenetv2_imagenet_features.pt"
@@ -116,7 +131,7 @@ def main() -> None:
     seeds = args.seed_ids if args.seed_ids is not None else range(args.seeds)
     for regime in args.regimes:
         for seed in seeds:
-            for kind in ("baseline", "distilled"):
+            for kind in kinds:
                 run = args.out / regime / f"{kind}_seed{seed}"
                 done = run / "result.json"
                 if done.is_file():
@@ -127,7 +142,8 @@ def main() -> None:
                 if kind == "baseline":
                     summary = train_detector(load_config(ROOT / "configs" / "bccd_student.yaml", overrides), resume=True)
                 else:
-                    cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", overrides + [f"teacher={teacher}"])
+                    cfg = load_config(ROOT / "configs" / "bccd_distill.yaml",
+                                      overrides + [f"teacher={teacher}", f"distill.recipe={kind[3:]}"])
                     summary = distill_student(cfg, resume=True)
                     teacher_metrics = summary.extra["test"]["teacher"]
                 result = {**{k: _test_metrics(summary)[k] for k in ("mAP50", "AP")}, "per_class": _per_class(run),
@@ -146,21 +162,54 @@ def main() -> None:
         teacher_metrics = evaluate_model(load_detector(teacher), test).metrics
     print(f"teacher ({teacher}): mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}")
     lines = []
+    table = [f"teacher: mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}; {args.seeds} seeds, "
+             f"torch threads {args.threads}", "",
+             "| regime | arm | mAP@0.5 | Δ vs baseline [95 % CI] | seeds ahead | gap closed | AP@[.5:.95] | Δ AP [95 % CI] |",
+             "|---|---|---|---|---|---|---|---|"]
+    csv_rows = []
     for regime in args.regimes:
-        for kind in ("baseline", "distilled"):
+        base_runs = [rows[(regime, "baseline", s)] for s in range(args.seeds)]
+        for kind in kinds:
             rs = [rows[(regime, kind, s)] for s in range(args.seeds)]
             classes = sorted(rs[0]["per_class"])
             per_class = ", ".join(f"{c} {_ms([r['per_class'][c] for r in rs])}" for c in classes)
-            print(f"[{regime}, {REGIMES[regime]} it] {kind:9s}: mAP@0.5 {_ms([r['mAP50'] for r in rs])}, "
+            print(f"[{regime}, {REGIMES[regime]} it] {kind:12s}: mAP@0.5 {_ms([r['mAP50'] for r in rs])}, "
                   f"AP {_ms([r['AP'] for r in rs])}; AP50 {per_class}")
-        base = [rows[(regime, "baseline", s)]["mAP50"] for s in range(args.seeds)]
-        kd = [rows[(regime, "distilled", s)]["mAP50"] for s in range(args.seeds)]
-        wins = sum(k > b for k, b in zip(kd, base))
-        gap = teacher_metrics["mAP50"] - statistics.mean(base)
-        closed = (statistics.mean(kd) - statistics.mean(base)) / gap if gap > 0 else float("nan")
-        lines.append(f"[{regime}] distilled beats baseline in {wins}/{args.seeds} seeds; gap closed "
-                     f"{closed * 100:.0f}% (target: every seed, >= 50%)")
-    teacher_ips, student_ips = _speed_ratio(teacher, args.out / args.regimes[0] / "distilled_seed0" / "last.pt")
+            row = {"regime": regime, "arm": kind, "seeds": args.seeds, "threads": args.threads}
+            cells = []
+            for metric in ("mAP50", "AP"):
+                values = [r[metric] for r in rs]
+                row[f"{metric}_mean"] = statistics.mean(values)
+                row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                if kind == "baseline":
+                    cells.append("—")
+                    continue
+                diff = paired_difference(values, [b[metric] for b in base_runs])
+                row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = diff
+                cells.append(f"{diff[0]:+.3f}" + ("" if len(values) == 1 else f" [{diff[1]:+.3f}, {diff[2]:+.3f}]"))
+            base_map = statistics.mean([b["mAP50"] for b in base_runs])
+            gap = teacher_metrics["mAP50"] - base_map
+            closed = (row["mAP50_mean"] - base_map) / gap if gap > 0 else float("nan")
+            wins = sum(r["mAP50"] > b["mAP50"] for r, b in zip(rs, base_runs))
+            row["gap_closed"], row["seeds_ahead"] = closed, wins
+            table.append(f"| {regime} | {kind} | {_ms([r['mAP50'] for r in rs])} | {cells[0]} | "
+                         f"{'—' if kind == 'baseline' else f'{wins}/{args.seeds}'} | "
+                         f"{'—' if kind == 'baseline' else f'{closed * 100:.0f} %'} | {_ms([r['AP'] for r in rs])} | "
+                         f"{cells[1]} |")
+            csv_rows.append(row)
+            if kind != "baseline":
+                lines.append(f"[{regime}] {kind} beats baseline in {wins}/{args.seeds} seeds; gap closed "
+                             f"{closed * 100:.0f}% (target: every seed, >= 50%)")
+    from detdistill.utils import atomic_write_text
+
+    atomic_write_text("\n".join(table) + "\n", args.out / "accuracy_bccd.md")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in csv_rows for k in r)))
+    writer.writeheader()
+    writer.writerows(csv_rows)
+    atomic_write_text(buffer.getvalue(), args.out / "accuracy_bccd.csv")
+    print("\n".join(table))
+    teacher_ips, student_ips = _speed_ratio(teacher, args.out / args.regimes[0] / f"{kinds[1]}_seed0" / "last.pt")
     print(f"CPU images/s at batch 1, 640x480, 1 thread: teacher {teacher_ips:.1f}, student {student_ips:.1f}")
     for line in lines:
         print(line)

@@ -8,7 +8,11 @@ def test_paper_defaults():
     d = DistillConfig()
     assert (d.mu, d.lambda_reg, d.nu, d.margin, d.gamma, d.background_weight, d.temperature, d.hint_kind) == (
         0.5, 1.0, 0.5, 0.0, 0.5, 1.5, 1.0, "l2")
-    assert all((d.rpn_soft, d.rcn_soft, d.rpn_bounded, d.rcn_bounded, d.hint, d.adaptation))
+    from detdistill.distill.terms import active_terms
+
+    paper = DistillConfig(recipe="chen2017")
+    assert [t.name for t in active_terms(paper)] == ["rpn_soft", "rpn_bounded", "rcn_soft", "rcn_bounded", "hint"]
+    assert d.adaptation
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -355,11 +355,18 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-eval-images", type=int, default=None, metavar="N",
                    help="validation images scored to check the teacher before step 1 (same as "
                         "distill.teacher_eval_images=N; default 64; 1 makes short trial runs start at once)")
+    p.add_argument("--list-terms", action="store_true",
+                   help="print the registered distillation terms (reads, default weight, reference) and recipes")
     _add_run_args(p)
     p.set_defaults(func=cmd_distill)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    if args.list_terms:
+        from .distill.terms import format_term_table
+
+        print(format_term_table())
+        return 0
     from .engine.run import distill_student
 
     extra = []
@@ -466,8 +473,13 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="ablation matrix (components x seeds) sharing one teacher",
                        epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell")
-    p.add_argument("--cells", nargs="+", default=None, help="a subset of cells (default: all)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per cell (seed k of every cell pairs with the baseline's)")
+    p.add_argument("--cells", nargs="+", default=None,
+                   help="a subset of cells (default: all; derived from the term registry and the recipes)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
+    p.add_argument("--test-images", type=int, default=1000,
+                   help="synthetic data: test-split size (validation keeps data.num_eval_images)")
     _add_run_args(p)
     p.set_defaults(func=cmd_ablate)
 
@@ -476,7 +488,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablate import ablate
 
     cfg = _load_run_config(args, [f"teacher={args.teacher}"] if args.teacher else [])
-    ablate(cfg, seeds=args.seeds, cells=args.cells, out_dir=args.out or "runs/ablate")
+    ablate(cfg, seeds=args.seeds, cells=args.cells, out_dir=args.out or "runs/ablate", jobs=args.jobs,
+           threads=args.threads, test_images=args.test_images)
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from .distill.terms import TermsConfig
 from .errors import DetDistillError
 
 
@@ -131,8 +132,16 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
-    """The paper's knobs (Chen et al. 2017), each with the paper's default."""
+    """Which distillation terms are on (a recipe plus switches) and every term's knobs.
 
+    ``DistillConfig()`` is the default recipe; ``DistillConfig(recipe="chen2017")`` the paper's objective
+    (Chen et al. 2017) with the paper's defaults. The flat knobs below are the paper's terms' fields; the
+    other terms' settings are sections of ``terms`` (``detdistill distill --list-terms`` lists them all).
+    """
+
+    recipe: str = "default"
+    """Named set of terms: ``default`` (the recipe chosen on validation, BENCHMARKS.md), ``chen2017`` (the
+    paper), ``objects``, ``none``; the switches below and ``terms.<name>.enabled`` add or remove terms."""
     mu: float = 0.5
     """μ: weight of the hard (ground-truth) loss in ``μ·L_hard + (1−μ)·L_soft`` (1 when soft is off)."""
     lambda_reg: float = 1.0
@@ -159,18 +168,23 @@ class DistillConfig:
     """Adaptation layer initialisation (the paper does not say): ``zero`` (the student's features get no hint
     gradient until the adapter has learnt a projection) or ``kaiming`` (random; measured on the synthetic
     data, a random adapter made the hint cost the student mAP, see BENCHMARKS.md)."""
-    rpn_soft: bool = True
-    """Soft (teacher) cross-entropy on the RPN objectness."""
-    rcn_soft: bool = True
-    """Soft (teacher) cross-entropy on the RCN class scores."""
-    rpn_bounded: bool = True
-    """Teacher-bounded regression loss on RPN box deltas."""
-    rcn_bounded: bool = True
-    """Teacher-bounded regression loss on RCN box deltas."""
-    hint: bool = True
-    """Hint loss with adaptation layer."""
+    rpn_soft: bool | None = None
+    """Soft (teacher) cross-entropy on the RPN objectness (null: as the recipe says)."""
+    rcn_soft: bool | None = None
+    """Soft (teacher) cross-entropy on the RCN class scores (null: as the recipe says)."""
+    rpn_bounded: bool | None = None
+    """Teacher-bounded regression loss on RPN box deltas (null: as the recipe says)."""
+    rcn_bounded: bool | None = None
+    """Teacher-bounded regression loss on RCN box deltas (null: as the recipe says)."""
+    hint: bool | None = None
+    """Full-map hint loss with adaptation layer (null: as the recipe says)."""
     rpn_soft_anchors: str = "sampled"
     """RPN soft loss over the ``sampled`` anchors (the paper's normalisation) or ``all`` anchors."""
+    terms: TermsConfig = field(default_factory=TermsConfig)
+    """The other registered terms, one section each: ``distill.terms.<name>.enabled`` and their knobs."""
+    init_from_teacher: bool = False
+    """Copy every teacher weight whose name and shape the student shares before training (FGD's start for
+    homogeneous pairs); the dry-run reports what was copied."""
     teacher_min_map: float = 0.3
     """Refuse a teacher whose validation mAP@0.5 is below this (see ``allow_weak_teacher``)."""
     allow_weak_teacher: bool = False

@@ -1,10 +1,12 @@
-"""The teacher-student pairing: one training forward that returns the paper's named losses.
+"""The teacher-student pairing: one training forward that returns the named losses of the active terms.
 
 ``Distiller(teacher, student, config)`` composes torchvision's own Faster R-CNN parts (transform, backbone,
 RPN head, anchor generator, box coder, proposal filter, anchor matcher and sampler, RoI sampler, RoI pool,
 box head, predictor) without patching them, because ``rpn.forward`` and ``roi_heads.forward`` sample
-internally and hide which anchors and RoIs they used. The Distiller makes the sampling once and computes,
-on the same samples:
+internally and hide which anchors and RoIs they used. The Distiller makes the sampling once, runs the
+teacher once (:meth:`Distiller.teacher_outputs`, and its RoI head on the student's RoIs), fills one
+:class:`~detdistill.distill.terms.TermContext` and calls the terms that ``config`` switches on (the registry
+in :mod:`detdistill.distill.terms`). The paper's terms (recipe ``chen2017``) combine as the paper does:
 
 * RPN: ``λ``-weighted, ``L_cls = μ·BCE(s, y) + (1−μ)·L_soft(s, t)`` on the sampled anchors and
   ``L_reg = smoothL1(s, y) + ν·L_b(s, t, y)`` on the positive anchors.
@@ -13,7 +15,8 @@ on the same samples:
   ``L_reg`` with the bounded loss on the ground-truth class's deltas of foreground RoIs.
 * Hint: ``γ · mean_l ‖adapt_l(V_l) − Z_l‖²`` over paired feature levels (paired by measured stride).
 
-With every term off the losses and the RNG use are exactly those of ``student(images, targets)``.
+Every other term adds ``weight · value`` under its own key (``loss_<name>``). With every term off the losses
+and the RNG use are exactly those of ``student(images, targets)``.
 
 The teacher is frozen: no gradients, always in eval mode, not registered as a submodule (so it is not in
 ``state_dict()``, ``parameters()``, the optimizer or DDP's buckets), moved along with ``.to()``.
@@ -21,7 +24,7 @@ The teacher is frozen: no gradients, always in eval mode, not registered as a su
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -32,16 +35,8 @@ from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..config import DistillConfig
 from .adaptation import ADAPTER_INITS, make_adaptation
-from .losses import (
-    bound_active_fraction,
-    bounded_regression_loss,
-    classification_distillation_loss,
-    hint_loss,
-    regression_distillation_loss,
-    weighted_soft_binary_cross_entropy,
-    weighted_soft_cross_entropy,
-)
-
+from .losses import classification_distillation_loss, regression_distillation_loss
+from .terms import FeaturePair, RCNSamples, RPNSamples, TermContext, active_terms, list_terms, resolve_recipe
 
 class PairingError(ValueError):
     """Teacher and student cannot be distilled as configured; the message says what to change."""
@@ -73,16 +68,24 @@ class TeacherOutputs:
 
 @dataclass
 class DistillPlan:
-    """What the Distiller will do: active terms, hint pairs, adapters (the dry-run report)."""
+    """What the Distiller will do: recipe, active terms with their weights, hint pairs, adapters (the dry-run)."""
 
     terms: dict[str, bool]
     hint_pairs: list[HintPair] = field(default_factory=list)
     anchors_checked: bool = False
     notes: list[str] = field(default_factory=list)
+    recipe: str = ""
+    weights: dict[str, float] = field(default_factory=dict)
+    loss_keys: dict[str, str] = field(default_factory=dict)
+    init_from_teacher: str = "off"
 
     def __str__(self) -> str:
-        lines = ["active terms:"]
-        lines += [f"  {name:12s} {'on' if on else 'off'}" for name, on in self.terms.items()]
+        lines = [f"recipe: {self.recipe}" if self.recipe else "recipe: (none)", "active terms:"]
+        for name, on in self.terms.items():
+            if on:
+                lines.append(f"  {name:12s} on   weight {self.weights.get(name, 0.0):g} -> {self.loss_keys.get(name, '')}")
+            else:
+                lines.append(f"  {name:12s} off")
         if self.hint_pairs:
             lines.append("hint pairs (teacher level <- adapter <- student level):")
             for p in self.hint_pairs:
@@ -91,6 +94,7 @@ class DistillPlan:
                              f"{p.teacher_channels} adapter ({p.adapter_params} params) <- {p.student_level} "
                              f"({p.student_channels} ch), {stride}")
         lines.append(f"anchor check: {'on (generated anchors compared every step)' if self.anchors_checked else 'off'}")
+        lines.append(f"student initialised from the teacher: {self.init_from_teacher}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -103,14 +107,20 @@ def _feature_info(model: FasterRCNN, image_size: tuple[int, int]) -> dict[str, t
 
 
 class Distiller(nn.Module):
-    """Teacher + student → the named loss dict of Chen et al. (2017) in training mode.
+    """Teacher + student → the named loss dict of the active distillation terms in training mode.
 
     Args:
         teacher: a trained torchvision ``FasterRCNN`` (frozen here).
         student: the ``FasterRCNN`` to train (its own modules are used for every student computation).
-        config: :class:`~detdistill.config.DistillConfig` (the paper's knobs and switches).
+        config: :class:`~detdistill.config.DistillConfig`: the recipe, the switches and each term's knobs.
         image_size: input size used to measure feature strides for pairing (default: the student's
             transform's ``min_size`` squared).
+
+    Each step makes the student's samples once (anchors, RoIs), runs the teacher once
+    (:meth:`teacher_outputs`, plus its RoI head on the student's RoIs when a term reads them), fills one
+    :class:`~detdistill.distill.terms.TermContext` and calls the active terms of the registry
+    (:mod:`detdistill.distill.terms`). The paper's terms join torchvision's loss keys as the paper combines
+    them; every other term adds its own key (``loss_<name>``).
 
     In eval mode ``forward(images)`` returns the student's detections, so evaluation code takes a Distiller
     like any detector.
@@ -139,17 +149,34 @@ class Distiller(nn.Module):
             p.requires_grad_(False)
         teacher.eval()
         self.stats: dict[str, float] = {}
+        try:
+            self.terms = active_terms(cfg)
+            recipe = resolve_recipe(cfg.recipe)
+        except ValueError as exc:
+            raise PairingError(str(exc)) from exc
+        reads = {r for spec in self.terms for r in spec.reads}
+        self._reads = reads
         self._check_basic(teacher, student)
+        for spec in self.terms:
+            if spec.check is not None:
+                spec.check(teacher, student, cfg)
         size = image_size or (int(student.transform.min_size[-1]),) * 2
-        self.plan = DistillPlan(terms={
-            "rpn_soft": cfg.rpn_soft, "rpn_bounded": cfg.rpn_bounded, "rcn_soft": cfg.rcn_soft,
-            "rcn_bounded": cfg.rcn_bounded, "hint": cfg.hint})
-        self.plan.anchors_checked = cfg.rpn_soft or cfg.rpn_bounded
+        active = {spec.name for spec in self.terms}
+        self.plan = DistillPlan(
+            terms={spec.name: spec.name in active for spec in list_terms()},
+            recipe=recipe.name if cfg.recipe != "default" else f"default (= {recipe.name})",
+            weights={spec.name: float(spec.weight(cfg)) for spec in self.terms},
+            loss_keys={spec.name: spec.loss_key for spec in self.terms})
+        self.plan.anchors_checked = "rpn" in reads
         if self.plan.anchors_checked:
             self._check_anchor_settings(teacher, student, size)
+        if cfg.init_from_teacher:
+            self.plan.init_from_teacher = self._init_from_teacher(teacher, student)
         self.adapters = nn.ModuleDict()
         self._hint_pairs: list[tuple[str, str]] = []
-        if cfg.hint:
+        self._pair_strides: dict[str, int] = {}
+        self._adapter_prefix: dict[str, str] = {}
+        if "features" in reads:
             self._build_hints(teacher, student, size)
         self.register_buffer("class_weights", self._class_weights(student), persistent=False)
 
@@ -170,15 +197,9 @@ class Distiller(nn.Module):
                                "choose 'sampled' or 'all'")
         t_cls = teacher.roi_heads.box_predictor.cls_score.out_features
         s_cls = student.roi_heads.box_predictor.cls_score.out_features
-        if (cfg.rcn_soft or cfg.rcn_bounded) and t_cls != s_cls:
+        if "rcn" in self._reads and t_cls != s_cls:
             raise PairingError(f"teacher scores {t_cls} classes and the student {s_cls} (background included): "
                                "the RCN terms need the same class list")
-        if cfg.rcn_bounded:
-            tw, sw = teacher.roi_heads.box_coder.weights, student.roi_heads.box_coder.weights
-            if tuple(tw) != tuple(sw):
-                raise PairingError(f"RoI box coder weights differ (teacher {tuple(tw)}, student {tuple(sw)}): "
-                                   "the bounded RCN loss compares deltas, so they must match (or set "
-                                   "distill.rcn_bounded=false)")
         tt, st = teacher.transform, student.transform
         for attr in ("image_mean", "image_std", "size_divisible", "min_size", "max_size"):
             a, b = getattr(tt, attr), getattr(st, attr)
@@ -200,6 +221,19 @@ class Distiller(nn.Module):
                 "Turn the RPN terms off with distill.rpn_soft=false distill.rpn_bounded=false (the RCN and hint "
                 "terms work across architectures), or build the student with the teacher's strides and anchors")
 
+    @staticmethod
+    def _init_from_teacher(teacher: FasterRCNN, student: FasterRCNN) -> str:
+        """Copy every teacher tensor whose name and shape the student shares (FGD's homogeneous start)."""
+        t_state, s_state = teacher.state_dict(), student.state_dict()
+        shared = [k for k, v in s_state.items() if k in t_state and t_state[k].shape == v.shape]
+        with torch.no_grad():
+            for key in shared:
+                s_state[key].copy_(t_state[key])
+        params = sum(s_state[k].numel() for k in shared)
+        total = sum(v.numel() for v in s_state.values())
+        return (f"on: {len(shared)} of {len(s_state)} tensors ({params} of {total} values) copied where the "
+                "names and shapes match")
+
     def _build_hints(self, teacher: FasterRCNN, student: FasterRCNN, size: tuple[int, int]) -> None:
         cfg = self.config
         t_info, s_info = _feature_info(teacher, size), _feature_info(student, size)
@@ -219,7 +253,7 @@ class Distiller(nn.Module):
                 raise PairingError(f"no teacher and student feature levels share a stride (teacher "
                                    f"{ {k: s for k, (s, _) in t_info.items()} }, student "
                                    f"{ {k: s for k, (s, _) in s_info.items()} }); name them with "
-                                   "distill.hint_levels and distill.guided_levels, or set distill.hint=false")
+                                   "distill.hint_levels and distill.guided_levels, or switch the feature terms off")
         else:
             hints, guided = cfg.hint_levels or [], cfg.guided_levels or []
             if len(hints) != len(guided) or not hints:
@@ -232,18 +266,33 @@ class Distiller(nn.Module):
                 if key not in s_info:
                     raise PairingError(f"distill.guided_levels: student has no level {key!r}; it has {list(s_info)}")
             pairs = list(zip(hints, guided))
+        # Feature terms share one adapter per pair, except a term that needs another start (PKD: a random
+        # one) gets its own set, keyed "<init>_<level>"; the paper's set keeps the bare level keys.
+        inits = sorted({spec.adapter_init or cfg.adapter_init for spec in self.terms if "features" in spec.reads},
+                       key=lambda i: i != cfg.adapter_init)
+        for spec in self.terms:
+            if "features" in spec.reads:
+                init = spec.adapter_init or cfg.adapter_init
+                self._adapter_prefix[spec.name] = "" if init == cfg.adapter_init else f"{init}_"
         for t_key, s_key in pairs:
             (ts, tc), (ss, sc) = t_info[t_key], s_info[s_key]
             if ts != ss:
                 raise PairingError(f"hint level {t_key!r} (stride {ts}) and guided level {s_key!r} (stride {ss}) "
                                    "have different spatial sizes; no 1x1 adaptation can match them")
-            try:
-                adapter = make_adaptation(sc, tc, "conv", cfg.adaptation, cfg.adapter_init)
-            except ValueError as exc:
-                raise PairingError(f"level {s_key!r} -> {t_key!r}: {exc}") from exc
-            self.adapters[s_key] = adapter
+            params = 0
+            for init in inits:
+                try:
+                    adapter = make_adaptation(sc, tc, "conv", cfg.adaptation, init)
+                except ValueError as exc:
+                    raise PairingError(f"level {s_key!r} -> {t_key!r}: {exc}") from exc
+                prefix = "" if init == cfg.adapter_init else f"{init}_"
+                self.adapters[prefix + s_key] = adapter
+                params += sum(p.numel() for p in adapter.parameters())
             self._hint_pairs.append((t_key, s_key))
-            self.plan.hint_pairs.append(HintPair(t_key, s_key, ts, tc, sc, sum(p.numel() for p in adapter.parameters())))
+            self._pair_strides[s_key] = ts
+            self.plan.hint_pairs.append(HintPair(t_key, s_key, ts, tc, sc, params))
+        if len(inits) > 1:
+            self.plan.notes.append(f"adapter sets per pair: {inits} (a term's own start, e.g. PKD's random one)")
 
     def _class_weights(self, student: FasterRCNN) -> Tensor:
         num_classes = student.roi_heads.box_predictor.cls_score.out_features
@@ -268,29 +317,72 @@ class Distiller(nn.Module):
             return self.student(images)
         if targets is None:
             raise ValueError("Distiller: targets are required in training mode")
-        cfg, student = self.config, self.student
+        student = self.student
         original_sizes = [tuple(img.shape[-2:]) for img in images]  # noqa: F841 - parity with GeneralizedRCNN
         image_list, targets = student.transform(images, targets)
         s_feats = student.backbone(image_list.tensors)
-        need_teacher_rpn = cfg.rpn_soft or cfg.rpn_bounded
-        need_teacher_rcn = cfg.rcn_soft or cfg.rcn_bounded
+        reads = self._reads
+        need_teacher_rpn = "rpn" in reads
         teacher_out = TeacherOutputs()
-        if need_teacher_rpn or need_teacher_rcn or cfg.hint:
+        if self.terms:
             teacher_out = self.teacher_outputs(image_list, targets, need_rpn=need_teacher_rpn)
-        t_feats = teacher_out.features
+
+        ctx = TermContext()
+        hard: dict[str, Tensor] = {}
+        stats: dict[str, float] = {}
+        proposals, anchors, anchors_per_level = self._rpn(image_list, s_feats, teacher_out, targets, hard, stats, ctx)
+        self._rcn(image_list, s_feats, teacher_out.features, proposals, targets, hard, stats, ctx)
+        if "gt_boxes" in reads:
+            ctx.gt_boxes = [t["boxes"] for t in targets]
+        adapted_cache: dict[str, Tensor] = {}
 
         losses: dict[str, Tensor] = {}
-        stats: dict[str, float] = {}
-        proposals = self._rpn(image_list, s_feats, teacher_out, targets, losses, stats, need_teacher_rpn)
-        self._rcn(image_list, s_feats, t_feats, proposals, targets, losses, stats, need_teacher_rcn)
-        if cfg.hint:
-            terms = [hint_loss(self.adapters[s_key](s_feats[s_key]).float(), t_feats[t_key].float(), cfg.hint_kind)
-                     for t_key, s_key in self._hint_pairs]
-            hint = torch.stack(terms).mean()
-            stats["hint"] = float(hint.detach())
-            losses["loss_hint"] = cfg.gamma * hint
+        soft: dict[str, Tensor] = {}
+        for spec in self.terms:
+            view = ctx
+            if "features" in spec.reads:
+                view = replace(ctx, features=self._feature_pairs(spec, s_feats, teacher_out.features, adapted_cache,
+                                                                 anchors if "anchors" in spec.reads else None,
+                                                                 anchors_per_level))
+            value = spec.compute(view, spec.settings(self.config), self.config)
+            stats[spec.name] = float(value.detach())
+            if spec.combine is not None:
+                soft[spec.loss_key] = value
+            else:
+                losses[spec.loss_key] = value if spec.weighted_inside else spec.weight(self.config) * value
+        stats.update(ctx.stats)
         self.stats = stats
-        return losses
+        return {**self._paper_losses(hard, soft), **losses}
+
+    def _paper_losses(self, hard: dict[str, Tensor], soft: dict[str, Tensor]) -> dict[str, Tensor]:
+        """torchvision's four losses, each joined by its paper term where that is on (eq. 1-5 of the paper)."""
+        cfg = self.config
+        out = {}
+        for key in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
+            if key in ("loss_objectness", "loss_classifier"):
+                out[key] = classification_distillation_loss(hard[key], soft.get(key), cfg.mu)
+            else:
+                reg = regression_distillation_loss(hard[key], soft.get(key), cfg.nu)
+                out[key] = reg if cfg.lambda_reg == 1.0 else cfg.lambda_reg * reg
+        return out
+
+    def _feature_pairs(self, spec, s_feats, t_feats, cache, anchors, anchors_per_level) -> list[FeaturePair]:  # noqa: ANN001
+        prefix = self._adapter_prefix[spec.name]
+        level_index = {key: i for i, key in enumerate(s_feats)}
+        pairs = []
+        for t_key, s_key in self._hint_pairs:
+            name = prefix + s_key
+            if name not in cache:
+                cache[name] = self.adapters[name](s_feats[s_key])
+            level_anchors = None
+            if anchors is not None:
+                i = level_index[s_key]
+                start = sum(anchors_per_level[:i])
+                _, _, h, w = s_feats[s_key].shape
+                level_anchors = [a[start:start + anchors_per_level[i]].reshape(h, w, -1, 4) for a in anchors]
+            pairs.append(FeaturePair(t_key, s_key, self._pair_strides[s_key], cache[name], t_feats[t_key],
+                                     level_anchors))
+        return pairs
 
     @torch.no_grad()
     def teacher_outputs(self, image_list, targets, need_rpn: bool) -> TeacherOutputs:  # noqa: ANN001
@@ -301,8 +393,8 @@ class Distiller(nn.Module):
             out.objectness, out.deltas = self.teacher.rpn.head(list(features.values()))
         return out
 
-    def _rpn(self, image_list, s_feats, teacher_out, targets, losses, stats, need_teacher) -> list[Tensor]:  # noqa: ANN001
-        cfg, rpn = self.config, self.student.rpn
+    def _rpn(self, image_list, s_feats, teacher_out, targets, hard, stats, ctx):  # noqa: ANN001, ANN202
+        rpn = self.student.rpn
         features = list(s_feats.values())
         objectness, deltas = rpn.head(features)
         anchors = rpn.anchor_generator(image_list, features)
@@ -326,8 +418,7 @@ class Distiller(nn.Module):
         box_hard = F.smooth_l1_loss(deltas[pos], regression_targets[pos], beta=1 / 9, reduction="sum") / num_sampled
         cls_hard = F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled])
 
-        soft = bounded = None
-        if need_teacher:
+        if "rpn" in self._reads:
             with torch.no_grad():
                 t_features = list(teacher_out.features.values())
                 t_anchors = self.teacher.rpn.anchor_generator(image_list, t_features)
@@ -336,56 +427,25 @@ class Distiller(nn.Module):
                     a.shape != b.shape or not torch.equal(a, b) for a, b in zip(anchors, t_anchors)):
                 raise PairingError("teacher and student generated different anchors for this batch; the RPN terms "
                                    "cannot pair (set distill.rpn_soft=false distill.rpn_bounded=false)")
-            t_objectness = t_objectness.flatten()
-            if cfg.rpn_soft:
-                idx = sampled if cfg.rpn_soft_anchors == "sampled" else slice(None)
-                soft = weighted_soft_binary_cross_entropy(
-                    objectness[idx].float(), t_objectness[idx].float(), background_weight=cfg.background_weight,
-                    temperature=cfg.temperature, normalizer=num_sampled)
-                stats["rpn_soft"] = float(soft.detach())
-            if cfg.rpn_bounded:
-                bounded = bounded_regression_loss(deltas[pos].float(), t_deltas[pos].float(),
-                                                  regression_targets[pos].float(), cfg.margin, normalizer=num_sampled)
-                stats["rpn_bounded"] = float(bounded.detach())
-                stats["rpn_bound_active"] = float(bound_active_fraction(
-                    deltas[pos], t_deltas[pos], regression_targets[pos], cfg.margin))
+            ctx.rpn = RPNSamples(objectness, deltas, t_objectness.flatten(), t_deltas, sampled, pos,
+                                 regression_targets, num_sampled)
         stats["rpn_hard_cls"], stats["rpn_smooth_l1"] = float(cls_hard.detach()), float(box_hard.detach())
-        losses["loss_objectness"] = classification_distillation_loss(cls_hard, soft, cfg.mu)
-        reg = regression_distillation_loss(box_hard, bounded, cfg.nu)
-        losses["loss_rpn_box_reg"] = reg if cfg.lambda_reg == 1.0 else cfg.lambda_reg * reg
-        return boxes
+        hard["loss_objectness"], hard["loss_rpn_box_reg"] = cls_hard, box_hard
+        return boxes, anchors, num_anchors_per_level
 
-    def _rcn(self, image_list, s_feats, t_feats, proposals, targets, losses, stats, need_teacher) -> None:  # noqa: ANN001
-        cfg, heads = self.config, self.student.roi_heads
+    def _rcn(self, image_list, s_feats, t_feats, proposals, targets, hard, stats, ctx) -> None:  # noqa: ANN001
+        heads = self.student.roi_heads
         proposals, _, labels, regression_targets = heads.select_training_samples(proposals, targets)
         box_features = heads.box_head(heads.box_roi_pool(s_feats, proposals, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)
         cls_hard, box_hard = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
 
-        soft = bounded = None
-        if need_teacher:
+        if "rcn" in self._reads:
             t_heads = self.teacher.roi_heads
             with torch.no_grad():
                 t_box = t_heads.box_head(t_heads.box_roi_pool(t_feats, proposals, image_list.image_sizes))
                 t_logits, t_regression = t_heads.box_predictor(t_box)
-            if cfg.rcn_soft:
-                soft = weighted_soft_cross_entropy(class_logits.float(), t_logits.float(), self.class_weights,
-                                                   temperature=cfg.temperature)
-                stats["rcn_soft"] = float(soft.detach())
-            if cfg.rcn_bounded:
-                labels_cat = torch.cat(labels, dim=0)
-                targets_cat = torch.cat(regression_targets, dim=0)
-                pos = torch.where(labels_cat > 0)[0]
-                cls_of_pos = labels_cat[pos]
-                n = class_logits.shape[0]
-                s_reg = box_regression.reshape(n, -1, 4)[pos, cls_of_pos]
-                t_reg = t_regression.reshape(n, -1, 4)[pos, cls_of_pos]
-                # fastrcnn_loss divides its smooth L1 sum by all sampled RoIs; the bound uses the same normalizer.
-                bounded = bounded_regression_loss(s_reg.float(), t_reg.float(), targets_cat[pos].float(), cfg.margin,
-                                                  normalizer=labels_cat.numel())
-                stats["rcn_bounded"] = float(bounded.detach())
-                stats["rcn_bound_active"] = float(bound_active_fraction(s_reg, t_reg, targets_cat[pos], cfg.margin))
+            ctx.rcn = RCNSamples(class_logits, box_regression, t_logits, t_regression, torch.cat(labels, dim=0),
+                                 torch.cat(regression_targets, dim=0), self.class_weights)
         stats["rcn_hard_cls"], stats["rcn_smooth_l1"] = float(cls_hard.detach()), float(box_hard.detach())
-        losses["loss_classifier"] = classification_distillation_loss(cls_hard, soft, cfg.mu)
-        reg = regression_distillation_loss(box_hard, bounded, cfg.nu)
-        losses["loss_box_reg"] = reg if cfg.lambda_reg == 1.0 else cfg.lambda_reg * reg
+        hard["loss_classifier"], hard["loss_box_reg"] = cls_hard, box_hard

@@ -1,0 +1,170 @@
+"""The registry of distillation terms and recipes (a recipe = a named set of terms).
+
+A term is one file in this package that calls :func:`register_term` on its ``compute`` function. The
+registry imports nothing it registers; :mod:`detdistill.distill.terms` imports every module of the package
+once (the one place), so adding a term is its file and its test. ``DistillConfig.terms`` (one section per
+term that has its own settings), the dry-run report and the cells of ``detdistill ablate`` are all derived
+from :func:`list_terms`, so a registered term cannot stay on unnoticed.
+
+Which terms are active (:func:`active_terms`): the recipe's terms (``distill.recipe``), then every explicit
+switch on top — the paper's flat switches (``distill.rpn_soft=false``) and each section's ``enabled``
+(``distill.terms.pkd.enabled=true``); a switch left at ``null`` follows the recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+READS = {
+    "rpn": "RPN outputs of both models on the student's sampled anchors",
+    "rcn": "RoI-head outputs of both models on the student's sampled RoIs",
+    "features": "paired feature levels (adapted student, teacher)",
+    "gt_boxes": "ground-truth boxes on the batch canvas",
+    "anchors": "the student's anchors per level",
+}
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    """One registered term.
+
+    ``compute(ctx, settings, distill_config) -> Tensor`` returns the term's unweighted value (``settings`` is
+    its section of ``DistillConfig.terms``, or None for the paper's terms, whose knobs are the flat fields).
+    ``loss_key``: the loss-dict key it is written under, ``weight(distill_config) * value``; or, with
+    ``combine`` (``"cls"``/``"reg"``), the torchvision key it joins as the paper does:
+    ``μ·L_hard + (1−μ)·L_soft`` or ``λ·(L_smoothL1 + ν·L_b)``.
+    """
+
+    name: str
+    compute: Callable[..., Any]
+    reads: tuple[str, ...]
+    summary: str
+    reference: str
+    config: type | None
+    default_weight: float
+    weight: Callable[[Any], float]
+    loss_key: str
+    combine: str | None = None
+    adapter_init: str | None = None
+    excludes: tuple[str, ...] = ()
+    check: Callable[..., None] | None = None
+    order: int = 100
+    weighted_inside: bool = False
+    """``compute`` applies its own weights (e.g. separate fg/bg); ``weight`` is then only reported."""
+
+    def settings(self, distill_config: Any) -> Any:
+        return getattr(distill_config.terms, self.name) if self.config is not None else None
+
+    def switch(self, distill_config: Any) -> bool | None:
+        """The explicit on/off of this term in ``distill_config`` (None: follow the recipe)."""
+        if self.config is None:
+            return getattr(distill_config, self.name)
+        return getattr(distill_config.terms, self.name).enabled
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    terms: tuple[str, ...]
+    summary: str
+
+
+_TERMS: dict[str, TermSpec] = {}
+RECIPES: dict[str, Recipe] = {}
+DEFAULT_RECIPE = "chen2017"
+"""What ``distill.recipe=default`` (the config's default) means; chosen on validation (BENCHMARKS.md)."""
+
+
+def register_term(name: str, *, reads: tuple[str, ...], summary: str, reference: str, default_weight: float,
+                  config: type | None = None, weight: Callable[[Any], float] | None = None,
+                  loss_key: str | None = None, combine: str | None = None, adapter_init: str | None = None,
+                  excludes: tuple[str, ...] = (), check: Callable[..., None] | None = None,
+                  order: int = 100, weighted_inside: bool = False) -> Callable:
+    """Decorator: register ``compute`` as the term ``name`` (see :class:`TermSpec`)."""
+    unknown = [r for r in reads if r not in READS]
+    if unknown:
+        raise ValueError(f"term {name!r}: unknown reads {unknown}; choose from {list(READS)}")
+    if config is not None and not any(f.name == "enabled" for f in dataclasses.fields(config)):
+        raise ValueError(f"term {name!r}: its config {config.__name__} needs an 'enabled: bool | None' field")
+    if weight is None:
+        if config is None:
+            raise ValueError(f"term {name!r}: without a config section give weight=")
+        weight = lambda cfg, _n=name: float(getattr(cfg.terms, _n).weight)  # noqa: E731
+
+    def deco(fn: Callable) -> Callable:
+        if name in _TERMS and _TERMS[name].compute is not fn:
+            raise ValueError(f"term {name!r} is registered twice")
+        _TERMS[name] = TermSpec(name, fn, tuple(reads), summary, reference, config, default_weight, weight,
+                                loss_key or f"loss_{name}", combine, adapter_init, tuple(excludes), check, order,
+                                weighted_inside)
+        return fn
+
+    return deco
+
+
+def register_recipe(name: str, terms: tuple[str, ...], summary: str) -> None:
+    RECIPES[name] = Recipe(name, tuple(terms), summary)
+
+
+def list_terms() -> list[TermSpec]:
+    """Every registered term: the paper's five first (in the paper's order), then the others by name."""
+    return sorted(_TERMS.values(), key=lambda s: (s.order, s.name))
+
+
+def get_term(name: str) -> TermSpec:
+    if name not in _TERMS:
+        raise KeyError(f"unknown distillation term {name!r}; registered: {[s.name for s in list_terms()]}")
+    return _TERMS[name]
+
+
+def resolve_recipe(name: str) -> Recipe:
+    """``default`` -> :data:`DEFAULT_RECIPE`; an unknown name is a ValueError naming the known ones."""
+    key = DEFAULT_RECIPE if name == "default" else name
+    if key not in RECIPES:
+        raise ValueError(f"distill.recipe: unknown value {name!r}; choose one of {['default', *RECIPES]}")
+    return RECIPES[key]
+
+
+def active_terms(distill_config: Any) -> list[TermSpec]:
+    """The terms ``distill_config`` switches on (recipe, then explicit switches), in registry order."""
+    chosen = set(resolve_recipe(distill_config.recipe).terms)
+    for spec in list_terms():
+        switch = spec.switch(distill_config)
+        if switch is True:
+            chosen.add(spec.name)
+        elif switch is False:
+            chosen.discard(spec.name)
+    active = [s for s in list_terms() if s.name in chosen]
+    for spec in active:
+        clash = [o for o in spec.excludes if o in chosen]
+        if clash:
+            raise ValueError(f"distill: term {spec.name!r} replaces {clash[0]!r}; switch one off "
+                             f"(distill.{clash[0]}=false or distill.terms.{spec.name}.enabled=false)")
+    return active
+
+
+def make_terms_config() -> type:
+    """The ``DistillConfig.terms`` dataclass: one field per term with a config section, in registry order."""
+    fields = [(s.name, s.config, dataclasses.field(default_factory=s.config)) for s in list_terms()
+              if s.config is not None]
+    cls = dataclasses.make_dataclass("TermsConfig", fields)
+    cls.__doc__ = "One section per registered term with its own settings (``distill.terms.<name>.<field>``)."
+    # Lives as ``detdistill.distill.terms.TermsConfig`` (assigned there), so configs pickle (ablate's workers).
+    cls.__module__ = __name__.rsplit(".", 1)[0]
+    return cls
+
+
+def format_term_table() -> str:
+    """The registry as text (``detdistill distill --list-terms``)."""
+    lines = [f"{'term':12s} {'reads':28s} {'weight':>8s}  {'loss key':17s} summary / reference"]
+    for s in list_terms():
+        lines.append(f"{s.name:12s} {'+'.join(s.reads):28s} {s.default_weight:>8g}  {s.loss_key:17s} {s.summary}")
+        lines.append(f"{'':12s} {'':28s} {'':>8s}  {'':17s} [{s.reference}]")
+    lines.append("")
+    lines.append("recipes (distill.recipe=NAME; 'default' = " + DEFAULT_RECIPE + "):")
+    for r in RECIPES.values():
+        lines.append(f"  {r.name:10s} {', '.join(r.terms) or '(no terms)'}: {r.summary}")
+    return "\n".join(lines)
