@@ -111,6 +111,8 @@ class Distiller(nn.Module):
         config: :class:`~detdistill.config.DistillConfig` (the paper's knobs and switches).
         image_size: input size used to measure feature strides for pairing (default: the student's
             transform's ``min_size`` squared).
+        teacher_cache: a :class:`~detdistill.distill.teacher_cache.TeacherCache` to read the teacher's outputs
+            from instead of running it (None: run the teacher).
 
     In eval mode ``forward(images)`` returns the student's detections, so evaluation code takes a Distiller
     like any detector.
@@ -130,8 +132,10 @@ class Distiller(nn.Module):
     LOSS_KEYS = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_hint")
 
     def __init__(self, teacher: FasterRCNN, student: FasterRCNN, config: DistillConfig | None = None,
-                 image_size: tuple[int, int] | None = None) -> None:
+                 image_size: tuple[int, int] | None = None, teacher_cache=None) -> None:  # noqa: ANN001
         super().__init__()
+        # A TeacherCache (distill/teacher_cache.py) answers teacher_outputs from disk instead of the teacher.
+        self.teacher_cache = teacher_cache
         self.config = cfg = config or DistillConfig()
         self.student = student
         object.__setattr__(self, "teacher", teacher)  # deliberately not a registered submodule
@@ -295,6 +299,8 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def teacher_outputs(self, image_list, targets, need_rpn: bool) -> TeacherOutputs:  # noqa: ANN001
         """Run the frozen teacher's backbone (and RPN head when ``need_rpn``) on the student's batch canvas."""
+        if self.teacher_cache is not None:
+            return self.teacher_cache.teacher_outputs(image_list, targets, need_rpn)
         features = self.teacher.backbone(image_list.tensors)
         out = TeacherOutputs(features=features)
         if need_rpn:

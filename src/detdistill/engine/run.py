@@ -213,14 +213,24 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
     out = Path(cfg.train.out_dir)
     sha = file_sha256(cfg.teacher)
+    previous_meta: dict[str, Any] = {}
     if resume and (out / "last.pt").is_file():
         from ..models import read_checkpoint
 
-        previous = read_checkpoint(out / "last.pt")["metadata"].get("teacher", {}).get("sha256")
+        previous_meta = read_checkpoint(out / "last.pt")["metadata"]
+        previous = previous_meta.get("teacher", {}).get("sha256")
         if previous and previous != sha:
             raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
+    run_info: dict[str, Any] = {"teacher_val_mAP50": teacher_score}
+    if cfg.distill.teacher_cache:
+        from ..distill.teacher_cache import open_for_run
+
+        distiller.teacher_cache = open_for_run(cfg, teacher, data.train, augmentation(cfg).config, sha,
+                                               previous_meta, log=log, dist=dist)
+        run_info["teacher_cache"] = {"dir": str(cfg.distill.teacher_cache),
+                                     "manifest_sha256": distiller.teacher_cache.sha256}
     if dist.is_main:
         save_config(cfg, out / "config.yaml")
     meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
@@ -231,6 +241,6 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
-        run_info={"teacher_val_mAP50": teacher_score})
+        run_info=run_info)
     summary = trainer.fit(resume=resume)
     return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})
