@@ -94,6 +94,10 @@ def ablate(base: ExperimentConfig, seeds: int = 3, cells: list[str] | None = Non
         raise ValueError(f"--cells: unknown cell(s) {unknown}; choose from {list(CELLS)}")
     out = Path(out_dir)
     jobs = [(cell, seed) for cell in names for seed in range(seeds)]
+    if base.distill.teacher_cache and any(CELLS[c][0] is not None for c in names):
+        from .distill.teacher_cache import cache_teacher
+
+        cache_teacher(copy.deepcopy(base), log=log)  # built once, with a progress bar; every cell and seed reads it
     results: dict[str, list[dict]] = {c: [] for c in names}
     for cell, seed in tqdm(jobs, desc="ablation", unit="run"):
         results[cell].append(run_cell(base, cell, seed, out, log=lambda _msg: None))

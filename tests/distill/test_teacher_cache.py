@@ -268,13 +268,13 @@ def test_a_killed_build_process_leaves_no_cache_that_looks_complete(tmp_path):
 # -------------------------------------------------------------------------------------------------- DDP
 def test_two_gloo_ranks_each_read_their_own_shard_and_match_the_live_teacher(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for mode in ("cached", "live"):
-        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               str(HERE / "run_cache_ddp.py"), str(tmp_path), mode],
-                              env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(HERE / "run_cache_ddp.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     cached = [torch.load(tmp_path / f"cached_rank{r}.pt", weights_only=True) for r in (0, 1)]
     live = [torch.load(tmp_path / f"live_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(not r["reads"] for r in live)  # the live run never touched the cache
     for rank in cached:
         # Exactly the rank's shard was read (each entry once per step it was drawn in), nothing else.
         assert sorted(map(tuple, rank["reads"])) == sorted(map(tuple, rank["shard"]))
@@ -345,3 +345,21 @@ def test_open_or_build_shares_one_cache_across_runs(tmp_path):
     second = open_or_build(tmp_path / "c", teacher, "unused", ds, FLIP, teacher_sha256="t", progress=False,
                            log=logs.append)
     assert sum("building" in m for m in logs) == 1 and first.sha256 == second.sha256
+
+
+def test_ablation_builds_one_cache_that_every_cell_reads(tmp_path, teacher_file, monkeypatch):
+    import detdistill.distill.teacher_cache as tc
+    from detdistill.ablate import ablate
+    from detdistill.models import read_checkpoint
+
+    builds = []
+    real_build = tc.build_teacher_cache
+    monkeypatch.setattr(tc, "build_teacher_cache", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+    base = load_config(None, TINY + [f"teacher={teacher_file}", f"distill.teacher_cache={tmp_path / 'cache'}",
+                                     "data.test_split=val", "data.num_eval_images=2"])
+    ablate(base, seeds=1, cells=["hint", "soft_ce"], out_dir=tmp_path / "abl", log=lambda m: None)
+    assert len(builds) == 1
+    sha = TeacherCache(tmp_path / "cache").sha256
+    for cell in ("hint", "soft_ce"):
+        meta = read_checkpoint(tmp_path / "abl" / "cells" / cell / "seed0" / "last.pt")["metadata"]
+        assert meta["teacher_cache"]["manifest_sha256"] == sha, cell

@@ -277,9 +277,14 @@ def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | P
             json.dump(manifest, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
-        if out.exists():
-            out.rmdir()  # empty (checked above); os.replace cannot replace a folder otherwise
-        os.replace(tmp, out)
+        try:
+            if out.exists() and not any(out.iterdir()):
+                out.rmdir()  # os.replace cannot replace a folder that is not empty
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same build first: use it
     except BaseException:
         for fh in files.values():
             fh.close()

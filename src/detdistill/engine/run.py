@@ -231,6 +231,8 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
                                                previous_meta, log=log, dist=dist)
         run_info["teacher_cache"] = {"dir": str(cfg.distill.teacher_cache),
                                      "manifest_sha256": distiller.teacher_cache.sha256}
+    elif previous_meta.get("teacher_cache"):
+        log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
     if dist.is_main:
         save_config(cfg, out / "config.yaml")
     meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
