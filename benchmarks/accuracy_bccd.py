@@ -19,6 +19,8 @@ two-thread process) 3 seeds of the short regime take ~30 min and the full regime
     make weights    # ImageNet MobileNetV2 features into the cache (once)
     .venv/bin/python benchmarks/accuracy_bccd.py --out runs/bench_bccd --jobs 2 [--seeds 5] [--regimes short full]
     .venv/bin/python benchmarks/accuracy_bccd.py --teacher runs/bench_bccd/teacher/last.pt --seeds 1 --regimes short
+    # with the teacher cache (built once up front, then read by every distilled run):
+    .venv/bin/python benchmarks/accuracy_bccd.py ... --set distill.teacher_cache=runs/bench_bccd/teacher_cache
 """
 
 from __future__ import annotations
@@ -124,6 +126,12 @@ def main() -> None:
             f"train.out_dir={args.out / 'teacher'}"])
         summary = train_detector(cfg, resume=True)
         teacher = Path(summary.last_checkpoint)
+    if any(o.startswith("distill.teacher_cache=") for o in args.set) and args.seed_ids is None:
+        from detdistill.distill.teacher_cache import cache_teacher
+
+        # Built once up front (progress bar on), before any seed process; the distilled runs then read it.
+        cache_teacher(load_config(ROOT / "configs" / "bccd_distill.yaml",
+                                  common + [f"teacher={teacher}", "train.progress=true"]))
     if args.jobs > 1 and args.seed_ids is None:
         _train_in_processes(args, teacher)
     rows = {}

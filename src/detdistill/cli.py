@@ -390,6 +390,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache-teacher", help="run a teacher once over the training images (and flips) and store "
+                       "its outputs for distill.teacher_cache", epilog=_config_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
+    p.add_argument("--config", type=Path, default=None, help="the distillation recipe (data, augmentation)")
+    p.add_argument("--out", default=None, help="cache folder (default: distill.teacher_cache)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=cmd_cache_teacher)
+
+
+def cmd_cache_teacher(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distill.teacher_cache import cache_teacher
+
+    cfg = load_config(args.config, list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []))
+    cache = cache_teacher(cfg, args.out)
+    print(f"teacher cache: {cache.dir} (use it with distill.teacher_cache={cache.dir})")
+    return 0
+
+
 # ---------------------------------------------------------------- models, export, weights
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
@@ -530,6 +551,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_predict,
     _add_train,
     _add_distill,
+    _add_cache_teacher,
     _add_ablate,
     _add_models,
     _add_export,

@@ -43,7 +43,7 @@ class DetectionAugment:
             low, high = config.scale_jitter
             steps.append(_RandomScale(low, high))
         if config.hflip_prob > 0:
-            steps.append(v2.RandomHorizontalFlip(p=config.hflip_prob))
+            steps.append(_RecordedHorizontalFlip(p=config.hflip_prob))
         if config.photometric:
             steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02))
         # Drop boxes that shrink below a pixel after scaling, together with every per-box field.
@@ -56,6 +56,7 @@ class DetectionAugment:
         wrapped["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(height, width))
         image_out, out = self.pipeline(tv_tensors.Image(image), wrapped)
         out = dict(out)
+        out.setdefault("hflipped", torch.tensor(False))
         boxes = out["boxes"].as_subclass(torch.Tensor)
         out["boxes"] = boxes
         if self.config.scale_jitter is not None:
@@ -69,6 +70,18 @@ class DetectionAugment:
 def _per_box_fields(inputs):  # noqa: ANN001, ANN202 - torchvision's labels_getter protocol
     target = inputs[1]
     return tuple(target[k] for k in PER_BOX_FIELDS if k in target)
+
+
+class _RecordedHorizontalFlip(v2.RandomHorizontalFlip):
+    """``RandomHorizontalFlip`` (same single RNG draw) that adds ``target["hflipped"]``: the teacher cache keys
+    its entries on (image, flip); torchvision's detection losses ignore the extra key."""
+
+    def forward(self, *inputs):  # noqa: ANN002, ANN201, ANN202
+        image, target = inputs if len(inputs) > 1 else inputs[0]
+        flipped = bool(torch.rand(1) < self.p)  # RandomHorizontalFlip skips when rand >= p
+        if flipped:
+            image, target = v2.Transform.forward(self, image, target)
+        return image, {**target, "hflipped": torch.tensor(flipped)}
 
 
 class _RandomScale(v2.Transform):

@@ -115,6 +115,8 @@ class Distiller(nn.Module):
         config: :class:`~detdistill.config.DistillConfig`: the recipe, the switches and each term's knobs.
         image_size: input size used to measure feature strides for pairing (default: the student's
             transform's ``min_size`` squared).
+        teacher_cache: a :class:`~detdistill.distill.teacher_cache.TeacherCache` to read the teacher's outputs
+            from instead of running it (None: run the teacher).
 
     Each step makes the student's samples once (anchors, RoIs), runs the teacher once
     (:meth:`teacher_outputs`, plus its RoI head on the student's RoIs when a term reads them), fills one
@@ -140,8 +142,10 @@ class Distiller(nn.Module):
     LOSS_KEYS = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_hint")
 
     def __init__(self, teacher: FasterRCNN, student: FasterRCNN, config: DistillConfig | None = None,
-                 image_size: tuple[int, int] | None = None) -> None:
+                 image_size: tuple[int, int] | None = None, teacher_cache=None) -> None:  # noqa: ANN001
         super().__init__()
+        # A TeacherCache (distill/teacher_cache.py) answers teacher_outputs from disk instead of the teacher.
+        self.teacher_cache = teacher_cache
         self.config = cfg = config or DistillConfig()
         self.student = student
         object.__setattr__(self, "teacher", teacher)  # deliberately not a registered submodule
@@ -387,6 +391,8 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def teacher_outputs(self, image_list, targets, need_rpn: bool) -> TeacherOutputs:  # noqa: ANN001
         """Run the frozen teacher's backbone (and RPN head when ``need_rpn``) on the student's batch canvas."""
+        if self.teacher_cache is not None:
+            return self.teacher_cache.teacher_outputs(image_list, targets, need_rpn)
         features = self.teacher.backbone(image_list.tensors)
         out = TeacherOutputs(features=features)
         if need_rpn:

@@ -132,7 +132,9 @@ def _headline(metrics: dict[str, float]) -> str:
 RESUMABLE_KEYS = frozenset({
     "train.max_steps", "train.eval_every", "train.checkpoint_every", "train.log_every", "train.progress",
     "train.device", "train.threads", "train.out_dir", "data.num_workers", "data.test_split",
-    "teacher", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images"})
+    "teacher", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images",
+    # the cache only replaces the live teacher; its manifest hash is checked on resume (distill/teacher_cache.py)
+    "distill.teacher_cache", "distill.teacher_cache_dtype"})
 
 
 # What a run writes at the top of its folder (``--overwrite`` removes them before a fresh start).
@@ -298,14 +300,26 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
     out = Path(cfg.train.out_dir)
     sha = file_sha256(cfg.teacher)
+    previous_meta: dict[str, Any] = {}
     if resume and (out / "last.pt").is_file():
         from ..models import read_checkpoint
 
-        previous = read_checkpoint(out / "last.pt")["metadata"].get("teacher", {}).get("sha256")
+        previous_meta = read_checkpoint(out / "last.pt")["metadata"]
+        previous = previous_meta.get("teacher", {}).get("sha256")
         if previous and previous != sha:
             raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
+    run_info: dict[str, Any] = {"teacher_val_mAP50": teacher_score}
+    if cfg.distill.teacher_cache:
+        from ..distill.teacher_cache import open_for_run
+
+        distiller.teacher_cache = open_for_run(cfg, teacher, data.train, augmentation(cfg).config, sha,
+                                               previous_meta, log=log, dist=dist)
+        run_info["teacher_cache"] = {"dir": str(cfg.distill.teacher_cache),
+                                     "manifest_sha256": distiller.teacher_cache.sha256}
+    elif previous_meta.get("teacher_cache"):
+        log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
     meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
             "teacher": {"path": str(cfg.teacher), "sha256": sha, "val_mAP50": teacher_score,
                         "model_spec": ckpt["model_spec"]},
@@ -314,7 +328,7 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
-        run_info={"teacher_val_mAP50": teacher_score}, progress_label="distill")
+        run_info=run_info, progress_label="distill")
     if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
         save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)

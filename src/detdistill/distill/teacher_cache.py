@@ -1,0 +1,470 @@
+"""Teacher cache: the frozen teacher's student-independent outputs, computed once and memory-mapped.
+
+A distillation step re-runs the teacher on inputs it has already seen. With an enumerable augmentation
+(horizontal flip or none) the teacher's input depends on ``(image, flip)`` alone, so its FPN levels and RPN
+head outputs can be computed once per ``(image, flip)`` and read back in every step, seed and ablation cell.
+The teacher's RoI head is not cached: it runs on the student's sampled RoIs, pooled from the cached levels.
+
+Layout of a cache folder (numpy memmaps: numpy is already a dependency, a flat file per output slices with
+no decoding, and every DataLoader worker or DDP rank maps only the pages it touches)::
+
+    manifest.json        identity (teacher SHA-256, transform, augmentation, dataset files, dtype, levels);
+                         written last, so a folder without it is not a cache
+    index.npz            per entry: image id, flip, canvas, per-level (h, w), per-file element offsets
+    fill.npz             the teacher's per-channel response to an all-padding canvas (fills a batch canvas
+                         around a smaller image)
+    feat_<level>.bin     C x h x w per entry, concatenated
+    obj_<i>.bin          RPN objectness A x h x w per entry, level i
+    del_<i>.bin          RPN deltas 4A x h x w per entry, level i
+
+Flip is cached as two states rather than by flipping features: convolutions are not flip-equivariant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FORMAT_VERSION = 1
+DTYPES = {"float16": np.float16, "float32": np.float32}
+MANIFEST = "manifest.json"
+
+
+class TeacherCacheError(ValueError):
+    """The cache cannot be used or built as asked; the message says what differs and what to do."""
+
+
+# ----------------------------------------------------------------------------------------- identity
+def flip_states(augment: Any) -> list[bool]:
+    """The enumerable augmentation states of ``augment`` (an ``AugmentConfig``); refuse anything else."""
+    if augment is None:
+        return [False]
+    if getattr(augment, "scale_jitter", None) is not None:
+        raise TeacherCacheError(f"data.scale_jitter: value {list(augment.scale_jitter)} draws a new input size per "
+                                "sample, so the teacher's outputs cannot be enumerated; set data.scale_jitter=null "
+                                "or distill.teacher_cache=null")
+    if getattr(augment, "photometric", False):
+        raise TeacherCacheError("data.photometric: value true draws new colours per sample, so the teacher's outputs "
+                                "cannot be enumerated; set data.photometric=false or distill.teacher_cache=null")
+    p = float(getattr(augment, "hflip_prob", 0.0))
+    return [False] if p <= 0 else [True] if p >= 1 else [False, True]
+
+
+def transform_spec(model: torch.nn.Module) -> dict[str, Any]:
+    """What of the detector's ``GeneralizedRCNNTransform`` decides the teacher's input."""
+    t = model.transform
+    spec = {"min_size": [int(s) for s in t.min_size], "max_size": int(t.max_size),
+            "image_mean": [float(v) for v in t.image_mean], "image_std": [float(v) for v in t.image_std],
+            "size_divisible": int(t.size_divisible), "fixed_size": list(t.fixed_size) if t.fixed_size else None}
+    if len(spec["min_size"]) > 1:
+        raise TeacherCacheError(f"model min_size: value {spec['min_size']} picks a random size per training batch "
+                                "(multi-scale training), so the teacher's outputs cannot be enumerated; use one "
+                                "min_size or distill.teacher_cache=null")
+    return spec
+
+
+def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
+    """The dataset's image list with sizes and mtimes (or, for generated data, its generator settings)."""
+    files = []
+    for i, rec in enumerate(dataset.records):
+        path = Path(dataset.image_path(i))
+        entry: list[Any] = [int(rec.image_id), str(rec.file_name), int(rec.width), int(rec.height)]
+        if path.is_file():
+            st = path.stat()
+            entry += [int(st.st_size), int(st.st_mtime_ns)]
+        files.append(entry)
+    info: dict[str, Any] = {"name": getattr(dataset, "name", type(dataset).__name__), "files": files}
+    if hasattr(dataset, "seed") and hasattr(dataset, "config"):  # generated in memory: no files to stat
+        config = dataset.config
+        info["generator"] = {"seed": int(dataset.seed),
+                             "config": asdict(config) if hasattr(config, "__dataclass_fields__") else repr(config)}
+    return info
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_identity(teacher: torch.nn.Module, teacher_sha256: str, dataset: Any, augment: Any,
+                   dtype: str = "float16") -> dict[str, Any]:
+    """The part of the manifest a cache must match to be used (checked field by field on open)."""
+    if dtype not in DTYPES:
+        raise TeacherCacheError(f"distill.teacher_cache_dtype: unknown value {dtype!r}; choose one of {list(DTYPES)}")
+    states = flip_states(augment)
+    return {"format": FORMAT_VERSION, "teacher_sha256": teacher_sha256, "transform": transform_spec(teacher),
+            "augmentation": {"hflip_states": states}, "dtype": dtype, "dataset": dataset_fingerprint(dataset)}
+
+
+def _first_difference(built: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """One line naming what differs between a manifest and what this run needs, or None."""
+    labels = {"format": "cache format", "teacher_sha256": "teacher file (SHA-256)", "transform": "model transform",
+              "augmentation": "augmentation", "dtype": "dtype (distill.teacher_cache_dtype)"}
+    for key, label in labels.items():
+        if built.get(key) != wanted[key]:
+            a, b = built.get(key), wanted[key]
+            if key == "teacher_sha256":
+                a, b = f"{str(a)[:12]}…", f"{b[:12]}…"
+            return f"{label}: cache built with {a}, this run has {b}"
+    bd, wd = built.get("dataset", {}), wanted["dataset"]
+    if bd.get("name") != wd["name"] or bd.get("generator") != wd.get("generator"):
+        return f"dataset: cache built on {bd.get('name')} {bd.get('generator', '')}, this run uses {wd['name']} " \
+               f"{wd.get('generator', '')}".replace("  ", " ")
+    bf, wf = bd.get("files", []), wd["files"]
+    if len(bf) != len(wf):
+        return f"dataset: cache built on {len(bf)} images, this run has {len(wf)}"
+    for a, b in zip(bf, wf):
+        if list(a) != list(b):
+            return (f"dataset: image {b[1]} changed (cache: id/size/mtime {a[0]}/{a[4:] or a[2:4]}, now "
+                    f"{b[0]}/{b[4:] or b[2:4]})")
+    return None
+
+
+# ------------------------------------------------------------------------------------------- build
+def _level_strides(canvas: tuple[int, int], shapes: Sequence[tuple[int, int]]) -> list[int]:
+    return [int(round(canvas[0] / h)) if h else 0 for h, _ in shapes]
+
+
+def _entries(dataset: Any, states: list[bool]) -> list[tuple[int, bool]]:
+    """(dataset index, flip) in build order, grouped by image size so that a build batch shares one canvas."""
+    order = sorted(range(len(dataset)), key=lambda i: (dataset.records[i].height, dataset.records[i].width, i))
+    return [(i, flip) for flip in states for i in order]
+
+
+@torch.no_grad()
+def _teacher_forward(teacher: torch.nn.Module, images: list[Tensor]) -> tuple[Any, dict[str, Tensor], list, list]:
+    image_list, _ = teacher.transform(images)
+    features = teacher.backbone(image_list.tensors)
+    objectness, deltas = teacher.rpn.head(list(features.values()))
+    return image_list, features, objectness, deltas
+
+
+def _clean_stale_partials(out: Path) -> None:
+    """Remove what builds killed before they finished left behind (their process is gone)."""
+    for stale in out.parent.glob(f"{out.name}.partial-*"):
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except (ValueError, ProcessLookupError):
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | Path, *, teacher_sha256: str,
+                        augment: Any = None, dtype: str = "float16", batch_size: int = 4, progress: bool = True,
+                        device: str | torch.device = "cpu",
+                        on_batch: Callable[[int], None] | None = None) -> "TeacherCache":
+    """Run the teacher once over every (image, flip state) of ``dataset`` and write the cache to ``out_dir``.
+
+    The folder appears complete or not at all: everything is written into ``<out_dir>.partial-<pid>``, the
+    manifest last, and the folder renamed into place. A killed build leaves only that partial folder, which
+    the next build removes. ``on_batch(k)`` is called after each written batch (tests kill a build there).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    if (out / MANIFEST).is_file():
+        raise TeacherCacheError(f"{out}: a teacher cache is already there; remove it to rebuild")
+    if out.exists() and any(out.iterdir()):
+        raise TeacherCacheError(f"{out}: folder exists and is not a teacher cache (no {MANIFEST}); choose another "
+                                "distill.teacher_cache folder")
+    identity = cache_identity(teacher, teacher_sha256, dataset, augment, dtype)
+    ids = [int(r.image_id) for r in dataset.records]
+    if len(set(ids)) != len(ids):
+        raise TeacherCacheError(f"{getattr(dataset, 'name', 'dataset')}: image ids repeat, so the cache cannot key "
+                                "its entries by image id")
+    np_dtype = DTYPES[dtype]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_partials(out)
+    tmp = out.parent / f"{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    was_training = teacher.training
+    teacher.eval()
+    device = torch.device(device)
+    files: dict[str, Any] = {}
+    try:
+        entries = _entries(dataset, identity["augmentation"]["hflip_states"])
+        levels: list[str] = []
+        file_names: list[str] = []
+        image_ids, flips, canvases, shapes, offsets = [], [], [], [], []
+        cursor: list[int] = []
+        start = time.perf_counter()
+        bar = tqdm(total=len(entries), desc="teacher cache", unit="img", disable=not progress, dynamic_ncols=True)
+        batches: list[list[tuple[int, bool]]] = []
+        for idx, flip in entries:  # batch only entries with the same flip and image size (one shared canvas)
+            rec = dataset.records[idx]
+            last = batches[-1][-1] if batches else None
+            if (last is None or len(batches[-1]) >= batch_size or last[1] != flip
+                    or (dataset.records[last[0]].height, dataset.records[last[0]].width) != (rec.height, rec.width)):
+                batches.append([])
+            batches[-1].append((idx, flip))
+        for k, batch in enumerate(batches):
+            images = []
+            for idx, flip in batch:
+                image = dataset[idx][0]
+                images.append(image.flip(-1) if flip else image)  # = v2.functional.horizontal_flip
+            image_list, features, objectness, deltas = _teacher_forward(teacher, [im.to(device) for im in images])
+            if not files:
+                levels = list(features)
+                file_names = [f"feat_{key}.bin" for key in levels] + [f"obj_{i}.bin" for i in range(len(levels))] \
+                    + [f"del_{i}.bin" for i in range(len(levels))]
+                files = {name: open(tmp / name, "wb") for name in file_names}
+                cursor = [0] * len(file_names)
+                channels = [int(features[key].shape[1]) for key in levels]
+                anchors = [int(o.shape[1]) for o in objectness]
+            outputs = [*features.values(), *objectness, *deltas]
+            canvas = tuple(int(s) for s in image_list.tensors.shape[-2:])
+            for j, (idx, flip) in enumerate(batch):
+                image_ids.append(int(dataset.records[idx].image_id))
+                flips.append(flip)
+                canvases.append(canvas)
+                shapes.append([tuple(int(s) for s in f.shape[-2:]) for f in features.values()])
+                row = []
+                for f_i, (name, tensor) in enumerate(zip(file_names, outputs)):
+                    array = tensor[j].detach().to("cpu", torch.float32).numpy().astype(np_dtype, copy=False)
+                    files[name].write(np.ascontiguousarray(array).tobytes())
+                    row.append(cursor[f_i])
+                    cursor[f_i] += array.size
+                offsets.append(row)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(k)
+        bar.close()
+        build_seconds = time.perf_counter() - start
+        for fh in files.values():
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+        # The far-field response to padding: what the teacher sees around a smaller image in a batch canvas.
+        biggest = max(canvases, key=lambda c: c[0] * c[1])
+        with torch.no_grad():
+            pad = torch.zeros(1, 3, *biggest, device=device)
+            f_pad = teacher.backbone(pad)
+            o_pad, d_pad = teacher.rpn.head(list(f_pad.values()))
+        centre = lambda t: t[0, :, t.shape[-2] // 2, t.shape[-1] // 2].float().cpu().numpy()  # noqa: E731
+        fills = [centre(t) for t in [*f_pad.values(), *o_pad, *d_pad]]
+        np.savez(tmp / "fill.npz", **{name: fill for name, fill in zip(file_names, fills)})
+        np.savez(tmp / "index.npz", image_ids=np.asarray(image_ids, np.int64), hflipped=np.asarray(flips, bool),
+                 canvases=np.asarray(canvases, np.int64).reshape(-1, 2),
+                 shapes=np.asarray(shapes, np.int64).reshape(len(image_ids), len(levels), 2),
+                 offsets=np.asarray(offsets, np.int64).reshape(len(image_ids), len(file_names)))
+        strides = _level_strides(biggest, shapes[canvases.index(biggest)])
+        manifest = {**identity, "levels": {key: {"channels": c, "stride": s, "anchors": a}
+                                           for key, c, s, a in zip(levels, channels, strides, anchors)},
+                    "files": file_names, "entries": len(image_ids),
+                    "bytes": int(sum(cursor) * np.dtype(np_dtype).itemsize), "build_seconds": build_seconds,
+                    "teacher_device": str(device)}
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            if out.exists() and not any(out.iterdir()):
+                out.rmdir()  # os.replace cannot replace a folder that is not empty
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same build first: use it
+    except BaseException:
+        for fh in files.values():
+            fh.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        teacher.train(was_training)
+    return TeacherCache(out)
+
+
+# -------------------------------------------------------------------------------------------- read
+def manifest_sha256(cache_dir: str | Path) -> str:
+    return file_sha256(Path(cache_dir) / MANIFEST)
+
+
+class TeacherCache:
+    """A built cache, opened read-only; ``teacher_outputs`` stands in for running the teacher on a batch.
+
+    The memory maps open lazily in the process that first reads (so a forked DataLoader worker or a DDP rank
+    maps its own view and reads only the pages of its shard). ``reads`` counts the ``(image_id, flip)``
+    entries read, for checks and benchmarks.
+    """
+
+    def __init__(self, cache_dir: str | Path, expected: dict[str, Any] | None = None) -> None:
+        self.dir = Path(cache_dir)
+        path = self.dir / MANIFEST
+        if not path.is_file():
+            raise TeacherCacheError(f"{self.dir}: not a finished teacher cache (no {MANIFEST}); build it with "
+                                    "`detdistill cache-teacher` or set distill.teacher_cache to let distill build it")
+        try:
+            self.manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise TeacherCacheError(f"{path}: unreadable manifest ({exc}); delete the folder and rebuild") from exc
+        if expected is not None:
+            diff = _first_difference(self.manifest, expected)
+            if diff is not None:
+                raise TeacherCacheError(f"{path}: the teacher cache does not match this run ({diff}); delete the "
+                                        "folder to rebuild it or point distill.teacher_cache at another folder")
+        self.sha256 = manifest_sha256(self.dir)
+        self.levels = list(self.manifest["levels"])
+        self.files = list(self.manifest["files"])
+        self.np_dtype = DTYPES[self.manifest["dtype"]]
+        index = np.load(self.dir / "index.npz")
+        self.canvases, self.shapes, self.offsets = index["canvases"], index["shapes"], index["offsets"]
+        self.entry_of = {(int(i), bool(f)): e for e, (i, f) in enumerate(zip(index["image_ids"], index["hflipped"]))}
+        fill = np.load(self.dir / "fill.npz")
+        self.fill = [torch.from_numpy(fill[name].astype(np.float32)) for name in self.files]
+        self.channels = [self.manifest["levels"][k]["channels"] for k in self.levels]
+        anchors = [self.manifest["levels"][k]["anchors"] for k in self.levels]
+        self.file_channels = self.channels + anchors + [4 * a for a in anchors]
+        self._maps: list[np.memmap] | None = None
+        self._pid: int | None = None
+        self.reads: Counter = Counter()
+
+    def __len__(self) -> int:
+        return len(self.entry_of)
+
+    def __getstate__(self) -> dict[str, Any]:  # memory maps do not pickle; each process maps its own
+        return {**self.__dict__, "_maps": None, "_pid": None}
+
+    def _memmaps(self) -> list[np.memmap]:
+        if self._maps is None or self._pid != os.getpid():
+            self._maps = [np.memmap(self.dir / name, dtype=self.np_dtype, mode="r") for name in self.files]
+            self._pid = os.getpid()
+        return self._maps
+
+    def entry(self, image_id: int, hflipped: bool) -> tuple[tuple[int, int], list[Tensor]]:
+        """``(canvas, [per-file C x h x w float32 tensors])`` of one cached (image, flip)."""
+        key = (int(image_id), bool(hflipped))
+        e = self.entry_of.get(key)
+        if e is None:
+            raise TeacherCacheError(f"{self.dir}: no entry for image id {key[0]} with hflipped={key[1]} (the cache "
+                                    f"holds {len(self)} entries); was it built on this dataset and augmentation?")
+        self.reads[key] += 1
+        maps = self._memmaps()
+        out = []
+        for f_i, (mm, c) in enumerate(zip(maps, self.file_channels)):
+            h, w = (int(v) for v in self.shapes[e, f_i % len(self.levels)])
+            start = int(self.offsets[e, f_i])
+            out.append(torch.from_numpy(np.array(mm[start:start + c * h * w], dtype=np.float32).reshape(c, h, w)))
+        return (int(self.canvases[e, 0]), int(self.canvases[e, 1])), out
+
+    def teacher_outputs(self, image_list: Any, targets: list[dict[str, Tensor]], need_rpn: bool):  # noqa: ANN201
+        """The teacher's levels (and RPN outputs when ``need_rpn``) of a batch, pasted into its canvas."""
+        from .distiller import TeacherOutputs
+
+        device = image_list.tensors.device
+        read = [self.entry(int(t["image_id"]), bool(t["hflipped"]) if "hflipped" in t else False) for t in targets]
+        canvas = tuple(int(s) for s in image_list.tensors.shape[-2:])
+        biggest = (max(c[0] for c, _ in read), max(c[1] for c, _ in read))
+        if canvas != biggest:
+            raise TeacherCacheError(f"{self.dir}: batch canvas {canvas} differs from the cached images' canvas "
+                                    f"{biggest}; the student's transform (min/max size, size_divisible) differs from "
+                                    "the teacher's the cache was built with")
+        wanted = range(len(self.files) if need_rpn else len(self.levels))
+        pasted: list[Tensor] = []
+        for f_i in wanted:
+            parts = [arrays[f_i] for _, arrays in read]
+            h, w = max(p.shape[-2] for p in parts), max(p.shape[-1] for p in parts)
+            if all(p.shape[-2:] == (h, w) for p in parts):
+                batch = torch.stack(parts)
+            else:  # a smaller image sits top-left in the canvas; around it the teacher saw padding
+                batch = self.fill[f_i].view(1, -1, 1, 1).repeat(len(parts), 1, h, w)
+                for j, p in enumerate(parts):
+                    batch[j, :, :p.shape[-2], :p.shape[-1]] = p
+            pasted.append(batch.to(device, non_blocking=True))
+        n = len(self.levels)
+        out = TeacherOutputs(features=dict(zip(self.levels, pasted[:n])))
+        if need_rpn:
+            out.objectness, out.deltas = pasted[n:2 * n], pasted[2 * n:]
+        return out
+
+
+def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path: str | Path, dataset: Any,
+                  augment: Any, dtype: str = "float16", *, teacher_sha256: str | None = None, batch_size: int = 4,
+                  progress: bool = True, log: Callable[[str], None] = print, dist: Any = None,
+                  device: str | torch.device = "cpu") -> TeacherCache:
+    """The cache in ``cache_dir`` checked against this run, built first when the folder has none.
+
+    Under DDP rank 0 builds while the others wait; then every rank opens the same files.
+    """
+    sha = teacher_sha256 or file_sha256(teacher_path)
+    expected = cache_identity(teacher, sha, dataset, augment, dtype)
+    path = Path(cache_dir)
+    is_main = dist is None or dist.is_main
+    if not (path / MANIFEST).is_file() and is_main:
+        log(f"teacher cache: building {path} ({len(dataset)} images x {len(expected['augmentation']['hflip_states'])}"
+            f" flip states, {dtype})")
+        build_teacher_cache(teacher, dataset, path, teacher_sha256=sha, augment=augment, dtype=dtype,
+                            batch_size=batch_size, progress=progress, device=device)
+    if dist is not None and dist.distributed:
+        from ..engine.distributed import barrier
+
+        barrier(dist)
+    cache = TeacherCache(path, expected)
+    log(f"teacher cache: {path} ({len(cache)} entries, {cache.manifest['bytes'] / 2**20:.0f} MiB "
+        f"{cache.manifest['dtype']}, manifest {cache.sha256[:12]}…)")
+    return cache
+
+
+def open_for_run(cfg: Any, teacher: torch.nn.Module, dataset: Any, augment: Any, teacher_sha256: str,
+                 previous_metadata: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+                 dist: Any = None) -> TeacherCache:
+    """``distill.teacher_cache`` of an ExperimentConfig, opened (built first if absent) for a run.
+
+    The cache is not part of a checkpoint; its manifest hash is. A resumed run refuses a cache whose manifest
+    differs from the one the run started with.
+    """
+    device = dist.device if dist is not None else torch.device("cpu")
+    teacher.to(device)
+    cache = open_or_build(cfg.distill.teacher_cache, teacher, cfg.teacher, dataset, augment,
+                          cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
+                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
+                          device=device)
+    before = (previous_metadata or {}).get("teacher_cache", {}).get("manifest_sha256")
+    if previous_metadata and before is None:
+        log("teacher cache: the run being resumed ran its teacher live; from here on it reads the cache")
+    elif before is not None and before != cache.sha256:
+        raise TeacherCacheError(f"{cache.dir}: the teacher cache's manifest changed since this run started (SHA-256 "
+                                f"{cache.sha256[:12]}… ≠ {before[:12]}…); resuming would mix two caches. Restore "
+                                "the old cache or start a new run folder")
+    return cache
+
+
+def cache_teacher(cfg: Any, out: str | Path | None = None, log: Callable[[str], None] = print) -> TeacherCache:
+    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split."""
+    from ..engine.run import augmentation, load_teacher, open_datasets
+
+    if not cfg.teacher:
+        raise TeacherCacheError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+    folder = out or cfg.distill.teacher_cache
+    if not folder:
+        raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
+    cfg.data.val_split = cfg.data.test_split = None  # the cache covers the training split only
+    data = open_datasets(cfg)
+    teacher, _ = load_teacher(cfg.teacher)
+    existed = (Path(folder) / MANIFEST).is_file()
+    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
+                          cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
+                          progress=cfg.train.progress, log=log)
+    if existed:
+        log(f"teacher cache: {folder} was already built and matches this teacher, transform and dataset")
+    return cache
