@@ -64,5 +64,5 @@ class DemoRecipe:
 
 
 FULL = DemoRecipe()
-QUICK = DemoRecipe(num_train=200, num_val=30, num_test=40, steps=100, eval_every=20, teacher_min_map=0.02,
-                   speed_images=8)
+QUICK = DemoRecipe(num_train=160, num_val=20, num_test=30, steps=60, eval_every=12, teacher_min_map=0.01,
+                   speed_images=6)

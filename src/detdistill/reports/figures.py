@@ -195,11 +195,14 @@ def teacher_soft_labels(teacher: nn.Module, image: torch.Tensor, boxes: torch.Te
 
 def pick_lookalike_examples(teacher: nn.Module, dataset: DetectionDataset, pairs: Sequence[tuple[str, str]],
                             max_images: int = 60) -> list[dict]:
-    """Per look-alike pair, the ground-truth object where the teacher is right and its runner-up is the
-    look-alike class, with the largest runner-up probability (what a one-hot label cannot say)."""
+    """Per look-alike pair, the ground-truth object where the teacher is right (its first choice, background
+    included, is the true class) and its runner-up is the look-alike class, with the largest runner-up
+    probability: what a one-hot label cannot say. When no object qualifies (a teacher trained briefly, as in
+    the quick demo, mostly says background) the rule is relaxed to the object classes and ``strict`` is False.
+    """
     names = list(dataset.class_names)
     partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
-    best: dict[frozenset, dict] = {}
+    found: dict[tuple[bool, frozenset], dict] = {}
     for idx in range(min(len(dataset), max_images)):
         target = dataset.get_target(idx)
         if len(target["boxes"]) == 0:
@@ -210,18 +213,22 @@ def pick_lookalike_examples(teacher: nn.Module, dataset: DetectionDataset, pairs
             true_name = names[label - 1]
             if true_name not in partner:
                 continue
-            p = probs[j, 1:]
-            top2 = torch.topk(p, 2).indices.tolist()
+            top2 = torch.topk(probs[j, 1:], 2).indices.tolist()
             if top2[0] != label - 1 or names[top2[1]] != partner[true_name]:
                 continue
-            key = frozenset((true_name, partner[true_name]))
-            runner_up = float(p[top2[1]])
-            if key not in best or runner_up > best[key]["runner_up"]:
+            strict = int(probs[j].argmax()) == label
+            key = (strict, frozenset((true_name, partner[true_name])))
+            runner_up = float(probs[j, 1 + top2[1]])
+            if key not in found or runner_up > found[key]["runner_up"]:
                 x1, y1, x2, y2 = (int(v) for v in target["boxes"][j].tolist())
-                best[key] = {"index": idx, "object": j, "true": true_name, "lookalike": partner[true_name],
-                             "runner_up": runner_up, "probs": probs[j].tolist(),
-                             "crop": image[:, y1:y2 + 1, x1:x2 + 1]}
-    return [best[k] for k in (frozenset(p) for p in pairs) if k in best]
+                found[key] = {"index": idx, "object": j, "true": true_name, "lookalike": partner[true_name],
+                              "runner_up": runner_up, "probs": probs[j].tolist(), "strict": strict,
+                              "crop": image[:, y1:y2 + 1, x1:x2 + 1]}
+    for strict in (True, False):
+        chosen = [found[(strict, frozenset(p))] for p in pairs if (strict, frozenset(p)) in found]
+        if chosen:
+            return chosen
+    return []
 
 
 def soft_label_figure(examples: Sequence[dict], class_names: Sequence[str], path: str | Path) -> Path:
@@ -250,6 +257,9 @@ def soft_label_figure(examples: Sequence[dict], class_names: Sequence[str], path
                Patch(color="tab:orange", label="its look-alike (the teacher's runner-up)"),
                Patch(color="lightgray", label="other classes")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    fig.suptitle("What the teacher's soft labels say that a one-hot label does not", fontsize=11)
+    title = "What the teacher's soft labels say that a one-hot label does not"
+    if not all(ex.get("strict", True) for ex in examples):
+        title += "\n(this teacher is not yet sure of any object: it still ranks background first)"
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return save_figure(fig, path, tight=False)
