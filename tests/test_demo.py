@@ -155,3 +155,50 @@ def test_speed_is_measured_interleaved_image_by_image_after_a_warm_up():
     timed = calls[3:]  # one warm-up call per model first
     assert [c[1] for c in timed] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
     assert [c[0] for c in timed[:6]] == ["teacher", "baseline", "distilled", "baseline", "distilled", "teacher"]
+
+
+def test_seeds_pairs_by_seed_and_prints_the_benchmark_line(tmp_path, monkeypatch):
+    import detdistill.demo as demo
+    import detdistill.models as models
+    from detdistill.demo.scoring import ModelRow
+
+    maps = {0: (0.60, 0.64), 1: (0.58, 0.63), 2: (0.62, 0.65)}  # seed -> (baseline, distilled) mAP@0.5
+    seen: list = []
+
+    def fake_train_all(recipe, jobs, cache, log, skip):  # noqa: ANN001, ANN202
+        seen.extend(jobs)
+        return tmp_path / "teacher.pt", {job: Path(job.out_dir) / f"{job.role}-{job.seed}.pt" for job in jobs}
+
+    def fake_score(models_, test, **kwargs):  # noqa: ANN001, ANN202
+        seed = int(str(models_["baseline"]).split("-")[-1].removesuffix(".pt"))
+        b, d = maps[seed]
+        row = lambda name, m, ips: ModelRow(name, m, m / 2, ips, ips / 10.0, 60, "r")  # noqa: E731
+        return {"teacher": row("teacher", 0.75, 10.0), "baseline": row("baseline", b, 40.0),
+                "distilled": row("distilled", d, 41.0)}, {}
+
+    monkeypatch.setattr(demo, "train_all", fake_train_all)
+    monkeypatch.setattr(demo, "score_models", fake_score)
+    monkeypatch.setattr(models, "load_detector", lambda path: path)
+    monkeypatch.setattr(demo, "_test_split", lambda recipe: None)
+    printed: list[str] = []
+    result = demo.run_seeds(tmp_path, seeds=3, quick=True, log=printed.append)
+    assert sorted((j.role, j.seed) for j in seen) == sorted((r, s) for s in range(3) for r in ("baseline", "distilled"))
+    diff = paired_difference([0.60, 0.58, 0.62], [0.64, 0.63, 0.65])
+    assert result["difference"]["mean"] == pytest.approx(diff.mean) and result["difference"]["wins"] == 3
+    assert result["models"]["baseline"]["mAP50_mean"] == pytest.approx(0.60)
+    assert result["models"]["distilled"]["mAP50_std"] == pytest.approx(statistics_stdev([0.64, 0.63, 0.65]))
+    line = (f"[demo] student/teacher images/s = 4.10x at 85 % of the teacher's mAP@0.5; distilled - baseline = "
+            f"+0.040 (95 % CI [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}], 3 seeds)")
+    assert result["line"] == line and line in "\n".join(printed)
+    stored = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
+    assert stored["line"] == line and (tmp_path / "seeds" / "seeds.md").read_text().strip().endswith(line)
+    # Resumable: scored seeds are read back, not scored again.
+    monkeypatch.setattr(demo, "score_models", lambda *a, **k: pytest.fail("rescored a finished seed"))
+    assert demo.run_seeds(tmp_path, seeds=3, quick=True, log=printed.append)["line"] == line
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        demo.run_seeds(tmp_path, seeds=1, quick=True)
+
+
+def statistics_stdev(values):  # noqa: ANN001, ANN201
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

@@ -70,3 +70,12 @@ def test_csv_and_page(tmp_path):
     assert "teacher 100 steps, baseline 100 steps, distilled 100 steps" in page
     assert "±0.030" in page and "95 % CI [-0.020, +0.040]" in page
     assert page.index("<td>teacher</td>") < page.index("<td>baseline</td>") < page.index("<td>distilled</td>")
+
+
+def test_page_without_a_multi_seed_result_states_the_recorded_spread(tmp_path):
+    recipe = {"teacher": "t", "student": "s", "num_test": 1, "num_val": 1, "batch_size": 1, "lr": 0.1,
+              "eval_every": 1, "jobs": 1, "steps_per_model": {"teacher": 1, "baseline": 1, "distilled": 1}}
+    summary = {"rows": ROWS, "recipe": recipe, "threads": 1, "seed": 2, "table": format_table(ROWS),
+               "seconds": {}, "seed_spread": None, "spread_note": "Seeds spread it by ±0.035."}
+    page = write_page(tmp_path, summary, {}).read_text()
+    assert "This page is one seed (seed 2). Seeds spread it by ±0.035." in page

@@ -19,7 +19,7 @@ import torch
 
 from ..data.synthetic import LOOKALIKE_PAIRS
 from ..reports.demo_page import format_table, gap_closed, gap_sentence, headline
-from .recipe import FULL, QUICK, ROLES, DemoRecipe
+from .recipe import FULL, QUICK, RECORDED_SPREAD_NOTE, ROLES, DemoRecipe
 from .scoring import ModelRow, score_models
 from .stats import mean_std, paired_difference
 from .training import Job, config_key, experiment, student_config, train_all, train_or_reuse_teacher
@@ -107,6 +107,7 @@ def run_demo(out_dir: str | Path = "reports/demo", quick: bool = False, seed: in
         "gap_closed": gap_closed(*(rows[n].mAP50 for n in ROLES)),
         "teacher_margin": rows["teacher"].mAP50 - rows["baseline"].mAP50,
         "headline": headline(row_dicts), "table": table, "seed_spread": spread,
+        "spread_note": None if spread else RECORDED_SPREAD_NOTE,
         "per_class": {name: res.per_class for name, res in results.items()},
         "teacher_checkpoint": str(teacher_path), "torch": torch.__version__,
     }

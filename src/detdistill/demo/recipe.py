@@ -21,6 +21,12 @@ LEAN_STUDENT: dict[str, Any] = {
 
 ROLES = ("teacher", "baseline", "distilled")
 
+# Shown beside a single-seed page when its folder holds no multi-seed result of the same recipe.
+RECORDED_SPREAD_NOTE = (
+    "Seeds spread a single run's mAP@0.5 on this data by about ±0.02 to ±0.035 (std over 3 seeds, measured with "
+    "an earlier recipe: BENCHMARKS.md, ablation), as much as the effect of distillation itself. "
+    "`detdistill demo --seeds 3` measures this recipe's spread, and this page then shows it in the table.")
+
 
 @dataclass(frozen=True)
 class DemoRecipe:

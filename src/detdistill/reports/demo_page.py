@@ -132,6 +132,8 @@ def write_page(out_dir: str | Path, summary: Mapping[str, Any], images: Mapping[
                      f"±{max(spread['std'].get('baseline', 0), spread['std'].get('distilled', 0)):.3f} (std), and "
                      f"distilled − baseline = {spread['diff_mean']:+.3f} (95 % CI [{spread['ci'][0]:+.3f}, "
                      f"{spread['ci'][1]:+.3f}]): read a single-seed difference smaller than that spread as noise.")
+    elif summary.get("spread_note"):
+        seed_note = f"This page is one seed (seed {summary['seed']}). " + html.escape(summary["spread_note"])
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>detdistill demo</title>",
         f"<style>{STYLE}</style></head><body>",
