@@ -202,8 +202,8 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
         if done.is_file():
             per_seed.append(json.loads(done.read_text()))
             continue
-        models = {"teacher": teacher, "baseline": load_detector(paths[Job("baseline", s, root / "baseline" / f"seed{s}")]),
-                  "distilled": load_detector(paths[Job("distilled", s, root / "distilled" / f"seed{s}")])}
+        models = {"teacher": teacher, **{role: load_detector(paths[Job(role, s, root / role / f"seed{s}")])
+                                         for role in ("baseline", "distilled")}}
         rows, _ = score_models(models, test, steps=recipe.steps_per_model(), recipes=_describe_recipes(recipe),
                                threads=recipe.threads, speed_images=recipe.speed_images)
         result = {"seed": s, "rows": {k: v.as_dict() for k, v in rows.items()}}

@@ -242,7 +242,8 @@ def soft_label_figure(examples: Sequence[dict], class_names: Sequence[str], path
     for row, ex in enumerate(examples):
         axes[row, 0].imshow(ex["crop"].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         axes[row, 0].axis("off")
-        axes[row, 0].set_title(f"a {ex['true']} (test image {ex['index']})", fontsize=10)
+        article = "an" if ex["true"][0] in "aeiou" else "a"
+        axes[row, 0].set_title(f"{article} {ex['true']} (test image {ex['index']})", fontsize=10)
         probs = ex["probs"]
         colors = ["tab:green" if name == ex["true"] else "tab:orange" if name == ex["lookalike"] else "lightgray"
                   for name in labels]
