@@ -103,6 +103,7 @@ def run_demo(out_dir: str | Path = "reports/demo", quick: bool = False, seed: in
     table = format_table(row_dicts, spread)
     summary: dict[str, Any] = {
         "rows": row_dicts, "seed": seed, "threads": recipe.threads, "recipe": recipe.as_dict(),
+        "quick": recipe.steps < FULL.steps, "speed_clock": "process CPU time" if recipe.threads == 1 else "wall",
         "distill": student_config(recipe, "distilled", seed),
         "gap_closed": gap_closed(*(rows[n].mAP50 for n in ROLES)),
         "teacher_margin": rows["teacher"].mAP50 - rows["baseline"].mAP50,

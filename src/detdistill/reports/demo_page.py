@@ -140,6 +140,9 @@ def write_page(out_dir: str | Path, summary: Mapping[str, Any], images: Mapping[
         "<h1>detdistill demo: a small detector that learns from a large one</h1>",
         "<h2>What you are looking at</h2>", f"<p>{about}</p>",
         f"<p class='headline'>{html.escape(headline(rows))}</p>",
+        *([f"<p class='note'><b>Quick demo</b>: every model trained only {steps['teacher']} steps, so these "
+           "numbers show that the pipeline and the page work, not what distillation does. Run "
+           "<code>detdistill demo</code> for the real comparison.</p>"] if summary.get("quick") else []),
         "<h2>Results (test split)</h2>", _table_html(summary["table"]),
         f"<p>{html.escape(gap_sentence(rows))}</p>",
     ]

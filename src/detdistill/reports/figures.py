@@ -254,12 +254,14 @@ def soft_label_figure(examples: Sequence[dict], class_names: Sequence[str], path
         axes[row, 1].set_xlabel("teacher's probability (T = 1)", fontsize=9)
         for i, p in enumerate(probs):
             axes[row, 1].text(p + 0.01, i, f"{p:.3f}", va="center", fontsize=8)
-    handles = [Patch(color="tab:green", label="true class (the teacher's first choice)"),
+    strict = all(ex.get("strict", True) for ex in examples)
+    first = "the teacher's first choice" if strict else "the teacher's first object class"
+    handles = [Patch(color="tab:green", label=f"true class ({first})"),
                Patch(color="tab:orange", label="its look-alike (the teacher's runner-up)"),
                Patch(color="lightgray", label="other classes")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     title = "What the teacher's soft labels say that a one-hot label does not"
-    if not all(ex.get("strict", True) for ex in examples):
+    if not strict:
         title += "\n(this teacher is not yet sure of any object: it still ranks background first)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
