@@ -23,6 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: untrained, from the recipe)")
     parser.add_argument("--student", default=None, help="student checkpoint (default: untrained, from the recipe)")
+    parser.add_argument("--recipe-proposals", action="store_true",
+                        help="give a loaded student the recipe's test-time proposal counts (a checkpoint trained "
+                             "with other ones)")
     parser.add_argument("--images", type=int, default=60)
     parser.add_argument("--threads", type=int, default=FULL.threads)
     args = parser.parse_args()
@@ -34,6 +37,10 @@ def main() -> None:
         "student": load_detector(args.student) if args.student else
         build_detector(FULL.student, test.num_classes, **FULL.student_overrides),
     }
+    if args.recipe_proposals:
+        rpn = models["student"].rpn
+        rpn._pre_nms_top_n["testing"] = FULL.student_overrides["rpn_pre_nms_top_n_test"]
+        rpn._post_nms_top_n["testing"] = FULL.student_overrides["rpn_post_nms_top_n_test"]
     images = [test.load_image(i) for i in range(min(args.images, len(test)))]
     speed = measure_images_per_s(models, images, args.threads)
     for name, value in speed.items():
