@@ -5,7 +5,7 @@ times them on the demo's test images with the demo's own timer. Run it on an oth
 loaded one, time slicing inflates short calls more than long ones and the ratio shrinks.
 
     .venv/bin/python benchmarks/demo_speed.py
-    .venv/bin/python benchmarks/demo_speed.py --teacher T.pt --student S.pt --images 100
+    .venv/bin/python benchmarks/demo_speed.py --teacher T.pt --student S.pt --recipe-proposals --score
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
                         help="give a loaded student the recipe's test-time proposal counts (a checkpoint trained "
                              "with other ones)")
     parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--score", action="store_true", help="also score both on the demo's test split (mAP@0.5)")
     parser.add_argument("--threads", type=int, default=FULL.threads)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -46,6 +47,12 @@ def main() -> None:
     for name, value in speed.items():
         params = sum(p.numel() for p in models[name].parameters())
         print(f"{name:8s} {params / 1e6:5.2f} M params  {value:7.1f} images/s")
+    if args.score:
+        from detdistill.eval.inference import evaluate_model
+
+        maps = {n: float(evaluate_model(m, test, batch_size=8).metrics["mAP50"]) for n, m in models.items()}
+        print(f"test mAP@0.5 ({len(test)} images): teacher {maps['teacher']:.3f}, student {maps['student']:.3f} "
+              f"({maps['student'] / maps['teacher'] * 100:.0f} % of the teacher's; target >= 85 %)")
     print(f"images/s student / teacher = {speed['student'] / speed['teacher']:.2f}x "
           f"(batch 1, {args.threads} thread(s), {len(images)} test images, interleaved; target >= 3x)")
 
