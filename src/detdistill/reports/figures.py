@@ -5,8 +5,6 @@ Every figure is written atomically (a temp file renamed over the target), like c
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,30 +18,11 @@ from matplotlib.patches import Patch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ..data.base import DetectionDataset  # noqa: E402
-from .plots import read_jsonl  # noqa: E402
+from .plots import read_jsonl, save_figure  # noqa: E402
 from .terms import GROUP_TITLES, describe_key, plotted_keys  # noqa: E402
 
 RUN_STYLE = {"teacher": {"color": "tab:gray", "linestyle": ":"}, "baseline": {"color": "tab:blue"},
              "distilled": {"color": "tab:orange"}}
-
-
-def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:  # noqa: ANN001
-    """``fig.savefig`` through a temp file + rename, so a crash never leaves a torn PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if tight:
-        fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _style(name: str) -> dict:

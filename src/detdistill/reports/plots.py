@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:  # noqa: ANN001
+    """``fig.savefig`` through a temp file + rename, so a crash never leaves a torn PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tight:
+        fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -20,7 +41,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def plot_training_curves(metrics_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
     """One panel per loss term (train) and one per validation metric, against the step, titled in words."""
-    from .figures import save_figure
     from .terms import describe_key, plotted_keys
 
     records = read_jsonl(metrics_path)
