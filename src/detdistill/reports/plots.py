@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:  # noqa: ANN001
+    """``fig.savefig`` through a temp file + rename, so a crash never leaves a torn PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tight:
+        fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -19,12 +40,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def plot_training_curves(metrics_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
-    """One panel per loss term (train) and one per validation metric, against the step."""
+    """One panel per loss term (train) and one per validation metric, against the step, titled in words."""
+    from .terms import describe_key, plotted_keys
+
     records = read_jsonl(metrics_path)
     train = [r for r in records if r.get("kind") == "train"]
     val = [r for r in records if r.get("kind") == "val"]
-    loss_keys = sorted({k for r in train for k in r if (k.startswith("loss") or k.startswith("kd/"))
-                        and isinstance(r[k], (int, float))})
+    loss_keys = [k for k in plotted_keys({k for r in train for k in r if isinstance(r[k], (int, float))})
+                 if k != "grad_norm"]
     val_keys = sorted({k for r in val for k in r if k.startswith("val/") and isinstance(r[k], (int, float))})
     val_keys = [k for k in val_keys if k in ("val/mAP50", "val/AP", "val/loss")] or val_keys[:2]
     panels = loss_keys + val_keys
@@ -40,14 +63,9 @@ def plot_training_curves(metrics_path: str | Path, out_path: str | Path, title: 
         src = train if key in loss_keys else val
         pts = [(r["step"], r[key]) for r in src if key in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if src is val else None)
-        ax.set_title(key, fontsize=9)
+        ax.set_title(describe_key(key)[1], fontsize=8, wrap=True)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)

@@ -1,0 +1,198 @@
+"""Training the demo's models: the teacher (cached by its config), the baseline and the distilled student.
+
+Each run is a plain :func:`~detdistill.engine.run.train_detector` / :func:`distill_student` call on a config
+built here, single-threaded by default. With ``jobs > 1`` the runs go to a pool of spawned processes: the
+teacher and the baselines need no one else, the distilled students start once the teacher exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import ExperimentConfig, config_to_dict
+from ..utils import atomic_write_text
+from .recipe import DemoRecipe
+
+Log = Callable[[str], None]
+
+
+def experiment(recipe: DemoRecipe, role: str, seed: int, out_dir: Path) -> ExperimentConfig:
+    """The run config of one model; every role gets the same data, schedule and threads."""
+    cfg = ExperimentConfig()
+    cfg.data.source = f"synthetic:{recipe.preset}"
+    cfg.data.num_train_images = recipe.num_train
+    cfg.data.num_eval_images = recipe.num_val
+    cfg.data.test_split = None  # scored once at the end, side by side, on num_test images
+    # One dataset for every seed: the seed moves the initial weights and the data order, so runs pair by seed.
+    cfg.data.dataset_seed = 0
+    if role == "teacher":
+        cfg.model.name, cfg.model.overrides = recipe.teacher, dict(recipe.teacher_overrides)
+    else:
+        cfg.model.name, cfg.model.overrides = recipe.student, dict(recipe.student_overrides)
+    cfg.optim.lr = recipe.lr
+    cfg.optim.warmup_steps = min(recipe.warmup_steps, recipe.steps // 5)
+    cfg.train.max_steps = recipe.steps
+    cfg.train.batch_size = recipe.batch_size
+    cfg.train.seed = seed
+    cfg.train.eval_every = recipe.eval_every if recipe.eval_every < recipe.steps else 0
+    cfg.train.checkpoint_every = max(50, recipe.steps // 4)
+    cfg.train.threads = recipe.threads
+    cfg.train.device = "cpu"
+    cfg.train.progress = False
+    cfg.train.out_dir = str(out_dir)
+    # Safety checks of the distill run, not distillation knobs: the recipe itself is DistillConfig()'s default.
+    cfg.distill.teacher_min_map = recipe.teacher_min_map
+    cfg.distill.teacher_eval_images = recipe.num_val
+    return cfg
+
+
+def config_key(cfg: ExperimentConfig) -> str:
+    """A short hash of everything that shapes a trained teacher (not where it is written, not distillation)."""
+    spec = config_to_dict(cfg)
+    spec["train"].pop("out_dir")
+    spec["train"].pop("progress")
+    # A teacher trains without distillation, so the distill knobs must not invalidate its cache.
+    spec.pop("distill")
+    spec.pop("teacher")
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def teacher_folder(recipe: DemoRecipe, cache_dir: Path) -> Path:
+    probe = experiment(recipe, "teacher", 0, cache_dir)
+    return Path(cache_dir) / f"teacher-{config_key(probe)}"
+
+
+def cached_teacher(recipe: DemoRecipe, cache_dir: Path) -> Path | None:
+    folder = teacher_folder(recipe, cache_dir)
+    return folder / "last.pt" if (folder / "DONE").is_file() else None
+
+
+def train_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path:
+    """Train the teacher into the cache (resuming a run that was cut short) and mark it done."""
+    from ..engine.run import train_detector
+
+    folder = teacher_folder(recipe, cache_dir)
+    cfg = experiment(recipe, "teacher", 0, folder)
+    train_detector(cfg, resume=True, log=log)
+    atomic_write_text(json.dumps({"finished": time.time()}), folder / "DONE")
+    return folder / "last.pt"
+
+
+def train_or_reuse_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path:
+    """The cached teacher whose config is identical, or a freshly trained one."""
+    found = cached_teacher(recipe, cache_dir)
+    if found is not None:
+        log(f"teacher: reusing {found.parent} (same config)")
+        return found
+    log(f"teacher: training {recipe.teacher} for {recipe.steps} steps -> {teacher_folder(recipe, cache_dir)}")
+    return train_teacher(recipe, cache_dir, log)
+
+
+def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teacher: Path | None,
+                  log: Log = print) -> Path:
+    """The baseline (no teacher) or the distilled student (``DistillConfig()``'s default recipe)."""
+    from ..engine.run import distill_student, train_detector
+
+    cfg = experiment(recipe, role, seed, out_dir)
+    if role == "baseline":
+        train_detector(cfg, log=log)
+    elif role == "distilled":
+        if teacher is None:
+            raise ValueError("distilled: no teacher checkpoint")
+        cfg.teacher = str(teacher)
+        distill_student(cfg, log=log)
+    else:
+        raise ValueError(f"role must be 'baseline' or 'distilled', got {role!r}")
+    return Path(out_dir) / "last.pt"
+
+
+@dataclass(frozen=True)
+class Job:
+    role: str
+    seed: int
+    out_dir: Path
+
+
+def _file_log(path: Path) -> Log:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    return log
+
+
+def _run_in_worker(recipe: DemoRecipe, job: Job, cache_dir: Path, teacher: Path | None) -> Path:
+    # A spawned worker: its lines go to the run folder, the parent prints one line per finished run.
+    log = _file_log(Path(job.out_dir) / "demo.log")
+    if job.role == "teacher":
+        return train_teacher(recipe, cache_dir, log)
+    return train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
+
+
+def train_all(recipe: DemoRecipe, jobs: list[Job], cache_dir: Path, log: Log = print,
+              skip: Callable[[Job], bool] = lambda job: False) -> tuple[Path, dict[Job, Path]]:
+    """The teacher (cached) and every student job; returns the teacher's checkpoint and each job's.
+
+    ``skip(job)`` says a job already finished (resumable multi-seed runs); its checkpoint is returned as is.
+    """
+    threads = torch.get_num_threads()
+    results: dict[Job, Path] = {}
+    todo = [job for job in jobs if not skip(job)]
+    for job in jobs:
+        if job not in todo:
+            results[job] = Path(job.out_dir) / "last.pt"
+    teacher = cached_teacher(recipe, cache_dir)
+    if teacher is not None:
+        log(f"teacher: reusing {teacher.parent} (same config)")
+    try:
+        if recipe.jobs <= 1:
+            teacher = teacher or train_or_reuse_teacher(recipe, cache_dir, log)
+            for job in todo:
+                log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps")
+                results[job] = train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
+            return teacher, results
+        with ProcessPoolExecutor(recipe.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pending: dict[Future, Job] = {}
+            teacher_future = None
+            if teacher is None:
+                folder = teacher_folder(recipe, cache_dir)
+                log(f"teacher: training {recipe.teacher} for {recipe.steps} steps -> {folder} (log: demo.log)")
+                teacher_future = pool.submit(_run_in_worker, recipe, Job("teacher", 0, folder), cache_dir, None)
+            for job in todo:
+                if job.role == "baseline":
+                    log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps "
+                        f"(log: {job.out_dir}/demo.log)")
+                    pending[pool.submit(_run_in_worker, recipe, job, cache_dir, None)] = job
+            if teacher_future is not None:
+                teacher = teacher_future.result()
+                log(f"teacher: done -> {teacher}")
+            for job in todo:
+                if job.role != "baseline":
+                    log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps "
+                        f"with the teacher (log: {job.out_dir}/demo.log)")
+                    pending[pool.submit(_run_in_worker, recipe, job, cache_dir, teacher)] = job
+            for future, job in pending.items():
+                results[job] = future.result()
+                log(f"{job.role} (seed {job.seed}): done")
+        assert teacher is not None
+        return teacher, results
+    finally:
+        torch.set_num_threads(threads)  # a run in this process set its own thread count
+
+
+def student_config(recipe: DemoRecipe, role: str, seed: int) -> dict:
+    """The distillation recipe a run used, as recorded (the default of DistillConfig, never set here)."""
+    cfg = experiment(recipe, role, seed, Path("."))
+    return copy.deepcopy(config_to_dict(cfg.distill)) if role == "distilled" else {}
