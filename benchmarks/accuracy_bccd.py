@@ -127,7 +127,7 @@ def main() -> None:
         summary = train_detector(cfg, resume=True)
         teacher = Path(summary.last_checkpoint)
     if any(o.startswith("distill.teacher_cache=") for o in args.set) and args.seed_ids is None:
-        from detdistill.distill.teacher_cache import cache_teacher
+        from detdistill.engine.run import cache_teacher
 
         # Built once up front (progress bar on), before any seed process; the distilled runs then read it.
         cache_teacher(load_config(ROOT / "configs" / "bccd_distill.yaml",

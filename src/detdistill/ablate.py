@@ -248,7 +248,7 @@ def ablate(base: ExperimentConfig, seeds: int = 5, cells: list[str] | None = Non
     out = Path(out_dir)
     todo = [(base, available[c], s, str(out), test_images) for s in range(seeds) for c in names]
     if base.distill.teacher_cache and any(available[c].recipe is not None for c in names):
-        from .distill.teacher_cache import cache_teacher
+        from .engine.run import cache_teacher
 
         cache_teacher(copy.deepcopy(base), log=log)  # built once, with a progress bar; every cell and seed reads it
     results: dict[str, list[dict]] = {c: [] for c in names}

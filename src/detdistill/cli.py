@@ -414,7 +414,7 @@ def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
 
 def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .distill.teacher_cache import cache_teacher
+    from .engine.run import cache_teacher
 
     cfg = load_config(args.config, list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []))
     cache = cache_teacher(cfg, args.out)

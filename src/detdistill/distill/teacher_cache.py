@@ -448,23 +448,3 @@ def open_for_run(cfg: Any, teacher: torch.nn.Module, dataset: Any, augment: Any,
                                 "the old cache or start a new run folder")
     return cache
 
-
-def cache_teacher(cfg: Any, out: str | Path | None = None, log: Callable[[str], None] = print) -> TeacherCache:
-    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split."""
-    from ..engine.run import augmentation, load_teacher, open_datasets
-
-    if not cfg.teacher:
-        raise TeacherCacheError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
-    folder = out or cfg.distill.teacher_cache
-    if not folder:
-        raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
-    cfg.data.val_split = cfg.data.test_split = None  # the cache covers the training split only
-    data = open_datasets(cfg)
-    teacher, _ = load_teacher(cfg.teacher)
-    existed = (Path(folder) / MANIFEST).is_file()
-    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
-                          cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
-                          progress=cfg.train.progress, log=log)
-    if existed:
-        log(f"teacher cache: {folder} was already built and matches this teacher, transform and dataset")
-    return cache

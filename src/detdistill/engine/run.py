@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
@@ -22,6 +22,9 @@ from ..data.transforms import AugmentConfig, DetectionAugment
 from ..utils import atomic_write_text, seed_everything
 from .distributed import DistContext, init_distributed
 from .trainer import RunSummary, Trainer
+
+if TYPE_CHECKING:  # the cache module is imported where it is used: building one is optional
+    from ..distill.teacher_cache import TeacherCache
 
 Log = Callable[[str], None]
 
@@ -333,3 +336,24 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         save_config(cfg, out / "config.yaml")
     summary = trainer.fit(resume=resume)
     return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})
+
+
+def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print) -> TeacherCache:
+    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split."""
+    from ..distill.teacher_cache import MANIFEST, TeacherCacheError, open_or_build
+
+    if not cfg.teacher:
+        raise TeacherCacheError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+    folder = out or cfg.distill.teacher_cache
+    if not folder:
+        raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
+    cfg.data.val_split = cfg.data.test_split = None  # the cache covers the training split only
+    data = open_datasets(cfg)
+    teacher, _ = load_teacher(cfg.teacher)
+    existed = (Path(folder) / MANIFEST).is_file()
+    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
+                          cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
+                          progress=cfg.train.progress, log=log)
+    if existed:
+        log(f"teacher cache: {folder} was already built and matches this teacher, transform and dataset")
+    return cache
