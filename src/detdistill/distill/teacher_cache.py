@@ -22,7 +22,6 @@ Flip is cached as two states rather than by flipping features: convolutions are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..utils import file_sha256
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -90,14 +91,6 @@ def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
         info["generator"] = {"seed": int(dataset.seed),
                              "config": asdict(config) if hasattr(config, "__dataclass_fields__") else repr(config)}
     return info
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_identity(teacher: torch.nn.Module, teacher_sha256: str, dataset: Any, augment: Any,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch import nn
 from ..config import ConfigError, ExperimentConfig, config_to_dict, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
-from ..utils import atomic_write_text, seed_everything
+from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
 from .trainer import RunSummary, Trainer
 
@@ -111,14 +110,6 @@ def make_evaluate_fn(dataset: DetectionDataset | None, batch_size: int = 8) -> C
         return dict(evaluate_model(module, dataset, batch_size=batch_size).metrics)
 
     return evaluate
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _dataset_info(ds: DetectionDataset) -> dict[str, Any]:
