@@ -33,7 +33,7 @@ cache = open_or_build(out / "cache", teacher, "unused", data, augment, "float32"
 for mode in ("cached", "live"):
     torch.manual_seed(0)
     student = build_detector("cpu_tiny", 7, min_size=96, max_size=96)
-    distiller = Distiller(teacher, student, DistillConfig(), teacher_cache=cache if mode == "cached" else None)
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017"), teacher_cache=cache if mode == "cached" else None)
     trainer = Trainer(distiller, data, OptimConfig(lr=0.01, warmup_steps=0, scheduler="constant", grad_clip_norm=None),
                       TrainConfig(max_steps=2, batch_size=2, eval_every=0, out_dir=str(out / f"run_{mode}"),
                                   progress=False), transforms=DetectionAugment(augment), dist=ctx)

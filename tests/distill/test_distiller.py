@@ -8,7 +8,8 @@ from detdistill.data import SyntheticConfig, SyntheticShapes
 from detdistill.distill.distiller import Distiller, PairingError
 from detdistill.models import build_detector
 
-ALL_OFF = DistillConfig(rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=False)
+ALL_OFF = DistillConfig(recipe="chen2017", rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False,
+                        hint=False)
 SIZE = 96
 
 
@@ -50,7 +51,7 @@ def test_all_terms_off_equals_plain_student_training_loss_and_step():
 
 def test_teacher_pools_exactly_the_students_sampled_rois():
     teacher, student = _models()
-    distiller = Distiller(teacher, student, DistillConfig()).train()
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017")).train()
     seen = {}
     h1 = teacher.roi_heads.box_roi_pool.register_forward_hook(lambda m, a, o: seen.__setitem__("t", a[1]))
     h2 = student.roi_heads.box_roi_pool.register_forward_hook(lambda m, a, o: seen.__setitem__("s", a[1]))
@@ -66,7 +67,7 @@ def test_teacher_pools_exactly_the_students_sampled_rois():
 
 
 def test_combined_losses_follow_the_paper_weights():
-    cfg = DistillConfig(mu=0.3, nu=0.7, gamma=0.25, lambda_reg=2.0)
+    cfg = DistillConfig(recipe="chen2017", mu=0.3, nu=0.7, gamma=0.25, lambda_reg=2.0)
     teacher, student = _models()
     distiller = Distiller(teacher, student, cfg).train()
     losses = {k: v.item() for k, v in distiller(*_batch()).items()}
@@ -84,7 +85,7 @@ def test_combined_losses_follow_the_paper_weights():
 def test_teacher_is_frozen_unsaved_and_stays_in_eval_mode():
     teacher, student = _models()
     before = copy.deepcopy(teacher.state_dict())
-    distiller = Distiller(teacher, student, DistillConfig())
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017"))
     distiller.train()
     assert not teacher.training and all(not m.training for m in teacher.modules())
     assert student.training
@@ -102,7 +103,7 @@ def test_teacher_is_frozen_unsaved_and_stays_in_eval_mode():
 
 def test_eval_mode_returns_the_students_detections():
     teacher, student = _models()
-    distiller = Distiller(teacher, student, DistillConfig()).eval()
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017")).eval()
     images, _ = _batch(1)
     with torch.no_grad():
         out = distiller(images)
@@ -115,8 +116,8 @@ def test_rpn_terms_refused_when_anchors_differ_and_accepted_when_off():
     student = build_detector("cpu_tiny", 7, min_size=SIZE, max_size=SIZE,
                              anchor_sizes=((20,), (40,), (80,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
     with pytest.raises(PairingError, match=r"anchor sizes.*distill\.rpn_soft=false distill\.rpn_bounded=false"):
-        Distiller(teacher, student, DistillConfig())
-    distiller = Distiller(teacher, student, DistillConfig(rpn_soft=False, rpn_bounded=False)).train()
+        Distiller(teacher, student, DistillConfig(recipe="chen2017"))
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017", rpn_soft=False, rpn_bounded=False)).train()
     losses = distiller(*_batch())
     assert set(losses) == set(Distiller.LOSS_KEYS)
 
@@ -125,22 +126,22 @@ def test_checks_before_step_one_name_the_problem():
     teacher, _ = _models()
     other_classes = build_detector("cpu_tiny", 4, min_size=SIZE, max_size=SIZE)
     with pytest.raises(PairingError, match="teacher scores 7 classes and the student 4"):
-        Distiller(teacher, other_classes, DistillConfig())
+        Distiller(teacher, other_classes, DistillConfig(recipe="chen2017"))
     other_size = build_detector("cpu_tiny", 7, min_size=128, max_size=128)
     with pytest.raises(PairingError, match="min_size"):
-        Distiller(teacher, other_size, DistillConfig())
+        Distiller(teacher, other_size, DistillConfig(recipe="chen2017"))
     _, student = _models()
     with pytest.raises(PairingError, match="hint level '0' .*stride 8.* guided level '1' .*stride 16"):
-        Distiller(teacher, student, DistillConfig(hint_levels=["0"], guided_levels=["1"]))
+        Distiller(teacher, student, DistillConfig(recipe="chen2017", hint_levels=["0"], guided_levels=["1"]))
     with pytest.raises(PairingError, match="teacher has no level 'p9'"):
-        Distiller(teacher, student, DistillConfig(hint_levels=["p9"], guided_levels=["0"]))
+        Distiller(teacher, student, DistillConfig(recipe="chen2017", hint_levels=["p9"], guided_levels=["0"]))
     with pytest.raises(PairingError, match="distill.adaptation"):
-        Distiller(teacher, student, DistillConfig(adaptation=False))
+        Distiller(teacher, student, DistillConfig(recipe="chen2017", adaptation=False))
 
 
 def test_hint_pairs_levels_by_measured_stride_and_sizes_adapters():
     teacher, student = _models()
-    distiller = Distiller(teacher, student, DistillConfig())
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017"))
     pairs = {(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs}
     assert pairs == {("0", "0", 8), ("1", "1", 16), ("pool", "pool", 32)}
     for p in distiller.plan.hint_pairs:
@@ -154,7 +155,7 @@ def test_levels_sharing_a_stride_pair_once_with_the_deepest_and_say_so():
     # torchvision's MobileNetV3-FPN returns two stride-32 levels ('0', '1'); one adapter, one pair per stride.
     teacher, _ = _models()
     student = build_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 7, min_size=SIZE, max_size=SIZE)
-    distiller = Distiller(teacher, student, DistillConfig(rpn_soft=False, rpn_bounded=False))
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017", rpn_soft=False, rpn_bounded=False))
     assert [(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs] == [("pool", "1", 32)]
     assert list(distiller.adapters) == ["1"]
     assert any("student levels ['0'] share a stride" in note for note in distiller.plan.notes)
@@ -162,7 +163,7 @@ def test_levels_sharing_a_stride_pair_once_with_the_deepest_and_say_so():
 
 def _hint_grads(adapter_init):
     teacher, student = _models()
-    cfg = DistillConfig(rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=True,
+    cfg = DistillConfig(recipe="chen2017", rpn_soft=False, rcn_soft=False, rpn_bounded=False, rcn_bounded=False, hint=True,
                         adapter_init=adapter_init)
     distiller = Distiller(teacher, student, cfg).train()
     images, targets = _batch()
@@ -184,4 +185,4 @@ def test_zero_initialised_adapter_learns_before_it_guides_the_student():
 def test_unknown_adapter_init_is_refused_by_name():
     teacher, student = _models()
     with pytest.raises(PairingError, match="adapter_init"):
-        Distiller(teacher, student, DistillConfig(adapter_init="xavier"))
+        Distiller(teacher, student, DistillConfig(recipe="chen2017", adapter_init="xavier"))

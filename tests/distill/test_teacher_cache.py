@@ -78,7 +78,7 @@ def _relative(a, b):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_cached_losses_match_the_live_teacher_for_every_term(tmp_path, dtype):
     teacher, ds = sharp_teacher(), _data()
-    distiller = Distiller(teacher, _student(), DistillConfig(adapter_init="kaiming")).train()
+    distiller = Distiller(teacher, _student(), DistillConfig(recipe="chen2017", adapter_init="kaiming")).train()
     # Built in batches of 2 on the same-size images: the same convolution calls as the training batch.
     cache = build_teacher_cache(teacher, ds, tmp_path / "c", teacher_sha256="t", augment=FLIP, dtype=dtype,
                                 batch_size=2, progress=False)
@@ -104,7 +104,7 @@ def test_cached_losses_match_the_live_teacher_for_every_term(tmp_path, dtype):
 
 def test_a_cache_built_one_image_at_a_time_differs_only_by_convolution_rounding(tmp_path):
     teacher, ds = sharp_teacher(), _data()
-    distiller = Distiller(teacher, _student(), DistillConfig(adapter_init="kaiming")).train()
+    distiller = Distiller(teacher, _student(), DistillConfig(recipe="chen2017", adapter_init="kaiming")).train()
     cache = build_teacher_cache(teacher, ds, tmp_path / "c", teacher_sha256="t", augment=FLIP, dtype="float32",
                                 batch_size=1, progress=False)
     images, targets = _batch(ds, True)
@@ -129,7 +129,7 @@ class _MixedSizes(DetectionDataset):
 def mixed_size_differences(tmp_path, dtype="float32"):
     """Relative loss differences, cached vs live, on a batch whose images differ in size (README figure)."""
     teacher, ds = sharp_teacher(), _MixedSizes()
-    distiller = Distiller(teacher, _student(), DistillConfig(adapter_init="kaiming")).train()
+    distiller = Distiller(teacher, _student(), DistillConfig(recipe="chen2017", adapter_init="kaiming")).train()
     cache = build_teacher_cache(teacher, ds, tmp_path / "mixed", teacher_sha256="t", augment=FLIP, dtype=dtype,
                                 progress=False)
     images, targets = _batch(ds, False)

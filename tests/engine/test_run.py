@@ -60,7 +60,8 @@ def test_distill_writes_a_student_only_checkpoint_and_guards_the_teacher(tmp_pat
 
 
 def test_dry_run_reports_pairing_terms_and_adapters(teacher_file, capsys):
-    rc = main(["distill", "--teacher", str(teacher_file), "--student", "cpu_tiny", "--dry-run", *TINY])
+    rc = main(["distill", "--teacher", str(teacher_file), "--student", "cpu_tiny", "--dry-run", *TINY,
+               "distill.recipe=chen2017"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "PAIR anchor by anchor" in out and "rpn_soft     on" in out

@@ -39,6 +39,8 @@ register_recipe("chen2017", ("rpn_soft", "rpn_bounded", "rcn_soft", "rcn_bounded
 register_recipe("objects", ("rcn_soft", "hint_gt"),
                 "RCN soft cross-entropy + imitation inside the ground-truth boxes; no bounded regression, "
                 "no RPN terms")
+register_recipe("pkd", ("pkd",), "PKD alone: per-channel standardised feature imitation (Cao et al. 2022) on every "
+                "stride-paired level; no logit or regression term")
 register_recipe("none", (), "no distillation term (the Distiller trains the plain student)")
 
 TermsConfig = make_terms_config()

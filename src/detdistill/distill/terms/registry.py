@@ -74,7 +74,7 @@ class Recipe:
 
 _TERMS: dict[str, TermSpec] = {}
 RECIPES: dict[str, Recipe] = {}
-DEFAULT_RECIPE = "chen2017"
+DEFAULT_RECIPE = "pkd"
 """What ``distill.recipe=default`` (the config's default) means; chosen on validation (BENCHMARKS.md)."""
 
 
