@@ -120,7 +120,7 @@ def write_page(out_dir: str | Path, summary: Mapping[str, Any], images: Mapping[
         f"<b>student</b> ({html.escape(recipe['student'])}, fewer proposals and detections per image) trained "
         f"twice from the same initial weights on the same data order: once on the labels alone (the "
         f"<b>baseline</b>) and once also learning from the teacher (the <b>distilled</b> student, knowledge "
-        f"distillation after Chen et al. 2017). Every model trained the same {steps['teacher']} steps. All three "
+        f"distillation with the default recipe, listed at the end of this page). Every model trained the same {steps['teacher']} steps. All three "
         f"are scored on a held-out test split of {recipe['num_test']} images, and timed side by side on this "
         f"machine's CPU, one image at a time with {summary['threads']} thread(s). The point: the student is "
         f"several times faster than the teacher, and distillation should bring its accuracy closer to the "
