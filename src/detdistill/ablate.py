@@ -32,19 +32,9 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from .config import DistillConfig, ExperimentConfig
+from .stats import t_quantile_975
 
 Log = Callable[[str], None]
-
-# Two-sided 95 % Student t quantiles t_{0.975, df}, df = 1..30 (beyond: the normal 1.960).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_quantile_975(df: int) -> float:
-    """t_{0.975} with ``df`` degrees of freedom (table to 30, then 1.960)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.960
 
 
 def paired_difference(values: list[float], baseline: list[float]) -> tuple[float, float, float]:
