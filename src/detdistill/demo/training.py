@@ -1,8 +1,9 @@
 """Training the demo's models: the teacher (cached by its config), the baseline and the distilled student.
 
 Each run is a plain :func:`~detdistill.engine.run.train_detector` / :func:`distill_student` call on a config
-built here, single-threaded by default. With ``jobs > 1`` the runs go to a pool of spawned processes: the
-teacher and the baselines need no one else, the distilled students start once the teacher exists.
+built here. The teacher (when not cached) trains first, in this process, on ``recipe.teacher_threads``
+threads; the students then train single-threaded, with ``jobs > 1`` in a pool of spawned processes, a seed's
+baseline and distilled student side by side.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -46,7 +47,7 @@ def experiment(recipe: DemoRecipe, role: str, seed: int, out_dir: Path) -> Exper
     cfg.train.seed = seed
     cfg.train.eval_every = recipe.eval_every if recipe.eval_every < recipe.steps else 0
     cfg.train.checkpoint_every = max(50, recipe.steps // 4)
-    cfg.train.threads = recipe.threads
+    cfg.train.threads = recipe.teacher_threads if role == "teacher" else recipe.threads
     cfg.train.device = "cpu"
     cfg.train.progress = False
     cfg.train.out_dir = str(out_dir)
@@ -133,11 +134,9 @@ def _file_log(path: Path) -> Log:
     return log
 
 
-def _run_in_worker(recipe: DemoRecipe, job: Job, cache_dir: Path, teacher: Path | None) -> Path:
+def _run_in_worker(recipe: DemoRecipe, job: Job, teacher: Path) -> Path:
     # A spawned worker: its lines go to the run folder, the parent prints one line per finished run.
     log = _file_log(Path(job.out_dir) / "demo.log")
-    if job.role == "teacher":
-        return train_teacher(recipe, cache_dir, log)
     return train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
 
 
@@ -153,40 +152,22 @@ def train_all(recipe: DemoRecipe, jobs: list[Job], cache_dir: Path, log: Log = p
     for job in jobs:
         if job not in todo:
             results[job] = Path(job.out_dir) / "last.pt"
-    teacher = cached_teacher(recipe, cache_dir)
-    if teacher is not None:
-        log(f"teacher: reusing {teacher.parent} (same config)")
     try:
+        # Every student either needs the teacher or would share its cores, so it trains first and alone.
+        teacher = train_or_reuse_teacher(recipe, cache_dir, log)
+        for job in todo:
+            with_teacher = " with the teacher" if job.role == "distilled" else ""
+            log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps{with_teacher}"
+                + (f" (log: {job.out_dir}/demo.log)" if recipe.jobs > 1 else ""))
         if recipe.jobs <= 1:
-            teacher = teacher or train_or_reuse_teacher(recipe, cache_dir, log)
             for job in todo:
-                log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps")
                 results[job] = train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
             return teacher, results
         with ProcessPoolExecutor(recipe.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending: dict[Future, Job] = {}
-            teacher_future = None
-            if teacher is None:
-                folder = teacher_folder(recipe, cache_dir)
-                log(f"teacher: training {recipe.teacher} for {recipe.steps} steps -> {folder} (log: demo.log)")
-                teacher_future = pool.submit(_run_in_worker, recipe, Job("teacher", 0, folder), cache_dir, None)
-            for job in todo:
-                if job.role == "baseline":
-                    log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps "
-                        f"(log: {job.out_dir}/demo.log)")
-                    pending[pool.submit(_run_in_worker, recipe, job, cache_dir, None)] = job
-            if teacher_future is not None:
-                teacher = teacher_future.result()
-                log(f"teacher: done -> {teacher}")
-            for job in todo:
-                if job.role != "baseline":
-                    log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps "
-                        f"with the teacher (log: {job.out_dir}/demo.log)")
-                    pending[pool.submit(_run_in_worker, recipe, job, cache_dir, teacher)] = job
+            pending = {pool.submit(_run_in_worker, recipe, job, teacher): job for job in todo}
             for future, job in pending.items():
                 results[job] = future.result()
                 log(f"{job.role} (seed {job.seed}): done")
-        assert teacher is not None
         return teacher, results
     finally:
         torch.set_num_threads(threads)  # a run in this process set its own thread count
