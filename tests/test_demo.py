@@ -205,3 +205,32 @@ def test_seeds_pairs_by_seed_and_prints_the_benchmark_line(tmp_path, monkeypatch
 def statistics_stdev(values):  # noqa: ANN001, ANN201
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+@pytest.mark.parametrize("same_recipe", [True, False])
+def test_seeds_reuse_the_plain_demos_pair_as_seed_0_only_when_its_recipe_matches(tmp_path, monkeypatch, same_recipe):
+    import detdistill.demo as demo
+    from detdistill.demo.training import student_config
+
+    recipe = QUICK if same_recipe else QUICK.with_(steps=QUICK.steps + 1)
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "seed": 0, "recipe_key": demo._recipe_key(recipe), "distill": student_config(recipe, "distilled", 0)}))
+    for role in ("baseline", "distilled"):
+        (tmp_path / "runs" / role).mkdir(parents=True)
+        (tmp_path / "runs" / role / "result.json").write_text("{}")
+    seen: list = []
+
+    def stop_after_planning(recipe_, jobs, cache, log, skip):  # noqa: ANN001, ANN202
+        seen.extend(jobs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "train_all", stop_after_planning)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_seeds(tmp_path, seeds=2, quick=True, log=lambda line: None)
+    folders = {(j.role, j.seed): Path(j.out_dir) for j in seen}
+    seed0 = {role: folders[(role, 0)] for role in ("baseline", "distilled")}
+    if same_recipe:
+        assert seed0 == {role: tmp_path / "runs" / role for role in seed0}
+    else:
+        assert seed0 == {role: tmp_path / "seeds" / role / "seed0" for role in seed0}
+    assert folders[("baseline", 1)] == tmp_path / "seeds" / "baseline" / "seed1"

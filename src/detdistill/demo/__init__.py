@@ -103,6 +103,7 @@ def run_demo(out_dir: str | Path = "reports/demo", quick: bool = False, seed: in
     table = format_table(row_dicts, spread)
     summary: dict[str, Any] = {
         "rows": row_dicts, "seed": seed, "threads": recipe.threads, "recipe": recipe.as_dict(),
+        "recipe_key": _recipe_key(recipe),
         "quick": recipe.steps < FULL.steps, "speed_clock": "process CPU time" if recipe.threads == 1 else "wall",
         "distill": student_config(recipe, "distilled", seed),
         "gap_closed": gap_closed(*(rows[n].mAP50 for n in ROLES)),
@@ -168,6 +169,19 @@ def write_figures(out: Path, models: dict, test, folders: dict[str, Path],  # no
     return images
 
 
+def _single_run_students(out: Path, recipe: DemoRecipe) -> dict[str, Path]:
+    """The plain demo's students in ``out/runs`` when they are this recipe's seed 0: ``--seeds`` reuses them."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return {}
+    single = json.loads(path.read_text())
+    if (single.get("seed") != 0 or single.get("recipe_key") != _recipe_key(recipe)
+            or single.get("distill") != student_config(recipe, "distilled", 0)):
+        return {}
+    folders = {role: out / "runs" / role for role in ("baseline", "distilled")}
+    return folders if all((f / "result.json").is_file() for f in folders.values()) else {}
+
+
 def clear_cache(out_dir: str | Path) -> None:
     shutil.rmtree(Path(out_dir) / "cache", ignore_errors=True)
 
@@ -178,7 +192,8 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
     """Baseline and distilled students for seeds 0..N-1 against one cached teacher, paired by seed.
 
     Writes ``seeds/seeds.json`` and ``seeds/seeds.md`` and prints the ``[demo]`` line of BENCHMARKS.md.
-    Resumable: a seed whose ``result.json`` exists is not trained or scored again.
+    Resumable: a seed whose ``result.json`` exists is not trained or scored again, and seed 0 is the plain
+    demo's pair in ``out_dir/runs`` when that run used this recipe.
     """
     from ..models import load_detector
     from ..reports.demo_page import write_summary
@@ -191,7 +206,14 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
     root = out / "seeds"
     cache = Path(cache_dir) if cache_dir else out / "cache"
     start = time.perf_counter()
-    jobs_ = [Job(role, s, root / role / f"seed{s}") for s in range(seeds) for role in ("baseline", "distilled")]
+    reused = _single_run_students(out, recipe)
+    if reused:
+        log(f"seed 0: reusing the demo's students in {out / 'runs'} (same recipe)")
+
+    def folder(role: str, s: int) -> Path:
+        return reused[role] if s == 0 and reused else root / role / f"seed{s}"
+
+    jobs_ = [Job(role, s, folder(role, s)) for s in range(seeds) for role in ("baseline", "distilled")]
     teacher_path, paths = train_all(recipe, jobs_, cache, log,
                                     skip=lambda job: (Path(job.out_dir) / "result.json").is_file())
     test = _test_split(recipe)
@@ -203,7 +225,7 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
         if done.is_file():
             per_seed.append(json.loads(done.read_text()))
             continue
-        models = {"teacher": teacher, **{role: load_detector(paths[Job(role, s, root / role / f"seed{s}")])
+        models = {"teacher": teacher, **{role: load_detector(paths[Job(role, s, folder(role, s))])
                                          for role in ("baseline", "distilled")}}
         rows, _ = score_models(models, test, steps=recipe.steps_per_model(), recipes=_describe_recipes(recipe),
                                threads=recipe.threads, speed_images=recipe.speed_images)
