@@ -102,7 +102,8 @@ def test_teacher_cache_key_ignores_distillation_knobs_but_not_training_ones():
     other_folder.distill.adapter_init = "kaiming"
     assert config_key(other_folder) == config_key(base)
     assert config_key(experiment(QUICK.with_(steps=QUICK.steps + 1), "teacher", 0, Path("a"))) != config_key(base)
-    assert config_key(experiment(QUICK.with_(teacher_threads=1), "teacher", 0, Path("a"))) != config_key(base)
+    # Two data-parallel processes of 2 images are not one process of 2 images.
+    assert config_key(base, world_size=2) != config_key(base)
     # The students' thread count is not the teacher's: changing it keeps the cached teacher.
     assert config_key(experiment(QUICK.with_(threads=2), "teacher", 0, Path("a"))) == config_key(base)
 
@@ -111,7 +112,9 @@ def test_every_role_gets_the_same_schedule_and_the_student_its_lean_heads():
     cfgs = {role: experiment(QUICK, role, 3, Path(role)) for role in ("teacher", "baseline", "distilled")}
     assert {c.train.max_steps for c in cfgs.values()} == {QUICK.steps}
     assert {cfgs[r].train.threads for r in ("baseline", "distilled")} == {QUICK.threads}
-    assert cfgs["teacher"].train.threads == QUICK.teacher_threads
+    assert cfgs["teacher"].train.threads == 1
+    # The teacher's processes share the step's images: the same images per step as every student.
+    assert cfgs["teacher"].train.batch_size * QUICK.teacher_processes == cfgs["baseline"].train.batch_size
     assert {c.data.dataset_seed for c in cfgs.values()} == {0} and cfgs["baseline"].train.seed == 3
     assert cfgs["baseline"].model.overrides["rpn_post_nms_top_n_test"] < 150
     assert cfgs["teacher"].model.overrides == {}

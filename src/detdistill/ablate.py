@@ -32,21 +32,15 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from .config import DistillConfig, ExperimentConfig
-from .stats import t_quantile_975
+from . import stats
 
 Log = Callable[[str], None]
 
 
 def paired_difference(values: list[float], baseline: list[float]) -> tuple[float, float, float]:
-    """Mean of ``values[k] − baseline[k]`` and its 95 % t-interval ``(mean, low, high)``; one pair: no interval."""
-    if len(values) != len(baseline) or not values:
-        raise ValueError(f"paired difference needs equal, non-empty seed lists ({len(values)} vs {len(baseline)})")
-    diffs = [v - b for v, b in zip(values, baseline)]
-    mean = statistics.mean(diffs)
-    if len(diffs) == 1:
-        return mean, float("nan"), float("nan")
-    half = t_quantile_975(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
+    """``(mean, low, high)`` of ``values[k] − baseline[k]`` (:func:`detdistill.stats.paired_difference`)."""
+    diff = stats.paired_difference(baseline, values)
+    return diff.mean, diff.ci_low, diff.ci_high
 
 
 @dataclass(frozen=True)

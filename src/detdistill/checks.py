@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from .errors import DetDistillError
 
 # Builder keyword arguments that count pixels or boxes (the same list the config checks).
 POSITIVE_KWARGS = ("min_size", "max_size", "box_detections_per_img", "box_batch_size_per_image",
@@ -17,7 +18,7 @@ POSITIVE_KWARGS = ("min_size", "max_size", "box_detections_per_img", "box_batch_
                    "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "size_divisible")
 
 
-class CheckpointFieldError(ValueError):
+class CheckpointFieldError(DetDistillError):
     """A checkpoint field has a value no detector can be built from; the message names file and field."""
 
 

@@ -599,9 +599,9 @@ def _user_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
         return True
-    # Errors this package raises for bad input subclass ValueError or name themselves; torch's own
-    # RuntimeErrors (a bug, or a deep failure) keep their traceback.
-    return type(exc).__name__ in ("NonFiniteLossError", "PairingError", "WeightsError", "DetDistillError")
+    # Errors this package raises for bad input derive from DetDistillError; a diverged run names itself.
+    # torch's own RuntimeErrors (a bug, or a deep failure) keep their traceback.
+    return type(exc).__name__ == "NonFiniteLossError"
 
 
 _ARGV: list[str] = []  # the command line, for the resume hint after Ctrl-C

@@ -36,11 +36,11 @@ RECORDED_SPREAD_NOTE = (
 class DemoRecipe:
     """Sizes and budgets of the demo. Every model trains ``steps`` steps (a fair schedule, printed on the page).
 
-    ``threads`` (each student) and ``teacher_threads`` are fixed and recorded because the thread count alone
-    changes a run's result. The teacher trains first, alone on ``teacher_threads`` threads (every student
-    waits for it or shares its cores); then ``jobs`` single-thread students run side by side, the baseline
-    and the distilled student of a seed together. On 2 cores this is 14 min where the teacher beside the
-    baseline, then the distilled student alone, took 18 (BENCHMARKS.md, demo).
+    ``threads`` is fixed (and recorded) because the thread count alone changes a run's result. The teacher
+    trains first, data-parallel over ``teacher_processes`` single-thread processes (``batch_size`` split
+    between them; at 160 px a second thread in one process bought ~10 %, a second process 1.9x: 0.26 against
+    0.50 s per step); then ``jobs`` single-thread students run side by side, a seed's baseline and distilled
+    student together. The teacher beside the baseline, then the distilled student alone took 18.3 min.
     """
 
     preset: str = "default"
@@ -60,7 +60,7 @@ class DemoRecipe:
     teacher_min_map: float = 0.3
     """Floor for the teacher check; the demo's teacher must clear it honestly (never switched off)."""
     threads: int = 1
-    teacher_threads: int = 2
+    teacher_processes: int = 2
     jobs: int = 2
     speed_images: int = 40
     """Test images timed per model (batch 1, models interleaved image by image)."""

@@ -1,9 +1,10 @@
 """Training the demo's models: the teacher (cached by its config), the baseline and the distilled student.
 
 Each run is a plain :func:`~detdistill.engine.run.train_detector` / :func:`distill_student` call on a config
-built here. The teacher (when not cached) trains first, in this process, on ``recipe.teacher_threads``
-threads; the students then train single-threaded, with ``jobs > 1`` in a pool of spawned processes, a seed's
-baseline and distilled student side by side.
+built here. The teacher (when not cached) trains first, data-parallel over ``recipe.teacher_processes``
+spawned single-thread processes (gloo, as ``torchrun`` would run it); the students then train
+single-threaded, with ``jobs > 1`` in a pool of spawned processes, a seed's baseline and distilled student
+side by side.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import copy
 import hashlib
 import json
 import multiprocessing
+import os
+import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -43,11 +46,12 @@ def experiment(recipe: DemoRecipe, role: str, seed: int, out_dir: Path) -> Exper
     cfg.optim.lr = recipe.lr
     cfg.optim.warmup_steps = min(recipe.warmup_steps, recipe.steps // 5)
     cfg.train.max_steps = recipe.steps
-    cfg.train.batch_size = recipe.batch_size
+    # The teacher's batch is split over its processes (train.batch_size is per process): the same 4 images a step.
+    cfg.train.batch_size = recipe.batch_size // recipe.teacher_processes if role == "teacher" else recipe.batch_size
     cfg.train.seed = seed
     cfg.train.eval_every = recipe.eval_every if recipe.eval_every < recipe.steps else 0
     cfg.train.checkpoint_every = max(50, recipe.steps // 4)
-    cfg.train.threads = recipe.teacher_threads if role == "teacher" else recipe.threads
+    cfg.train.threads = 1 if role == "teacher" else recipe.threads
     cfg.train.device = "cpu"
     cfg.train.progress = False
     cfg.train.out_dir = str(out_dir)
@@ -57,9 +61,11 @@ def experiment(recipe: DemoRecipe, role: str, seed: int, out_dir: Path) -> Exper
     return cfg
 
 
-def config_key(cfg: ExperimentConfig) -> str:
-    """A short hash of everything that shapes a trained teacher (not where it is written, not distillation)."""
+def config_key(cfg: ExperimentConfig, world_size: int = 1) -> str:
+    """A short hash of everything that shapes a trained teacher (not where it is written, not distillation),
+    including how many data-parallel processes trained it."""
     spec = config_to_dict(cfg)
+    spec["world_size"] = world_size
     spec["train"].pop("out_dir")
     spec["train"].pop("progress")
     # A teacher trains without distillation, so the distill knobs must not invalidate its cache.
@@ -70,7 +76,7 @@ def config_key(cfg: ExperimentConfig) -> str:
 
 def teacher_folder(recipe: DemoRecipe, cache_dir: Path) -> Path:
     probe = experiment(recipe, "teacher", 0, cache_dir)
-    return Path(cache_dir) / f"teacher-{config_key(probe)}"
+    return Path(cache_dir) / f"teacher-{config_key(probe, recipe.teacher_processes)}"
 
 
 def cached_teacher(recipe: DemoRecipe, cache_dir: Path) -> Path | None:
@@ -78,14 +84,45 @@ def cached_teacher(recipe: DemoRecipe, cache_dir: Path) -> Path | None:
     return folder / "last.pt" if (folder / "DONE").is_file() else None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _teacher_rank(rank: int, world_size: int, port: int, recipe: DemoRecipe, folder: Path) -> None:
+    """One data-parallel teacher process (``torch.multiprocessing`` passes the rank first)."""
+    import torch.distributed as dist
+
+    from ..engine.run import train_detector
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cfg = experiment(recipe, "teacher", 0, folder)
+    cfg.train.progress = rank == 0  # progress lines in the foreground; the key ignores this field
+    try:
+        train_detector(cfg, resume=True, log=print if rank == 0 else (lambda line: None))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def train_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path:
     """Train the teacher into the cache (resuming a run that was cut short) and mark it done."""
     from ..engine.run import train_detector
 
     folder = teacher_folder(recipe, cache_dir)
-    cfg = experiment(recipe, "teacher", 0, folder)
-    train_detector(cfg, resume=True, log=log)
-    atomic_write_text(json.dumps({"finished": time.time()}), folder / "DONE")
+    if recipe.teacher_processes > 1:
+        import torch.multiprocessing as mp
+
+        log(f"teacher: {recipe.teacher_processes} data-parallel processes, "
+            f"{recipe.batch_size // recipe.teacher_processes} images each per step")
+        mp.start_processes(_teacher_rank, args=(recipe.teacher_processes, _free_port(), recipe, folder),
+                           nprocs=recipe.teacher_processes, start_method="spawn")
+    else:
+        train_detector(experiment(recipe, "teacher", 0, folder), resume=True, log=log)
+    atomic_write_text(json.dumps({"finished": time.time(), "processes": recipe.teacher_processes}),
+                      folder / "DONE")
     return folder / "last.pt"
 
 

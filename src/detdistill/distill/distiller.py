@@ -37,8 +37,9 @@ from ..config import DistillConfig
 from .adaptation import ADAPTER_INITS, make_adaptation
 from .losses import classification_distillation_loss, regression_distillation_loss
 from .terms import FeaturePair, RCNSamples, RPNSamples, TermContext, active_terms, list_terms, resolve_recipe
+from ..errors import DetDistillError
 
-class PairingError(ValueError):
+class PairingError(DetDistillError):
     """Teacher and student cannot be distilled as configured; the message says what to change."""
 
 

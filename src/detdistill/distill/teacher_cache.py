@@ -36,13 +36,14 @@ import torch
 from torch import Tensor
 
 from ..utils import file_sha256
+from ..errors import DetDistillError
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": np.float16, "float32": np.float32}
 MANIFEST = "manifest.json"
 
 
-class TeacherCacheError(ValueError):
+class TeacherCacheError(DetDistillError):
     """The cache cannot be used or built as asked; the message says what differs and what to do."""
 
 

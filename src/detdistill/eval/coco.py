@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from ..errors import DetDistillError
 
 #: The keys of :func:`evaluate_detections`, in COCOeval's ``stats`` order.
 COCO_KEYS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
@@ -34,7 +35,7 @@ COCO_KEYS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", 
 COCO_ALL_KEYS: tuple[str, ...] = COCO_KEYS + ("ARs", "ARm", "ARl")
 
 
-class EvalInputError(ValueError):
+class EvalInputError(DetDistillError):
     """Bad ground truth or detections: the message names the file (or source), the entry and the value."""
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..utils import safe_torch_load
+from ..errors import DetDistillError
 
 log = logging.getLogger("detdistill.models")
 
@@ -34,7 +35,7 @@ IMAGENET_MOBILENET_V2_FILE = "mobilenetv2_imagenet_features.pt"
 _IGNORED_SUFFIX = "num_batches_tracked"
 
 
-class WeightsError(ValueError):
+class WeightsError(DetDistillError):
     """A weights file that does not fit the model: names the file and the offending keys."""
 
 

@@ -156,7 +156,7 @@ def write_page(out_dir: str | Path, summary: Mapping[str, Any], images: Mapping[
     parts.append("<h2>Recipe</h2>")
     parts.append(f"<p>Schedule (the same for every model): {html.escape(schedule)}; batch {recipe['batch_size']}, "
                  f"SGD lr {recipe['lr']}, validation every {recipe['eval_every']} steps on {recipe['num_val']} "
-                 f"images; the teacher first, alone on {recipe.get('teacher_threads', summary['threads'])} thread(s), "
+                 f"images; the teacher first, over {recipe.get('teacher_processes', 1)} data-parallel process(es), "
                  f"then the students on {summary['threads']} thread(s) each, {recipe['jobs']} process(es) side "
                  "by side.</p>")
     parts.append("<pre>" + html.escape(json.dumps({"demo": recipe, "distillation": summary.get("distill", {})},
