@@ -117,5 +117,5 @@ def test_optional_values_accept_none_spelled_like_python(spelling):
 def test_non_utf8_config_file_names_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes("train:\n  out_dir: caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"c.yaml: not a UTF-8 text file"):
+    with pytest.raises(ConfigError, match=r"c.yaml: config file is not UTF-8 text"):
         load_config(path)

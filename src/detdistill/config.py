@@ -441,12 +441,9 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def read_config_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    from .utils import read_utf8_text
+
+    return read_utf8_text(path, "config file", ConfigError)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -99,3 +99,22 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_utf8_text(path: str | Path, what: str, error: type[Exception]) -> str:
+    """A UTF-8 text file (a leading BOM, as Windows editors write, is dropped); failures raise ``error`` with a
+    message that names the file and says what ``what`` should have been.
+
+    >>> read_utf8_text("/no/such.yaml", "config file", ValueError)
+    Traceback (most recent call last):
+    ValueError: /no/such.yaml: config file not found
+    """
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a folder, expected a text file") from None

@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..utils import read_utf8_text
 from .base import DatasetError, DetectionDataset, open_image
 
 log = logging.getLogger("detdistill.data")
@@ -212,16 +213,8 @@ def check_images(dataset: DetectionDataset) -> list[str]:
 
 
 def read_text_file(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file (a leading BOM, as Windows editors write, is dropped); errors name the file."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: {what} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path}: {what} is a folder, expected a text file") from None
+    """A UTF-8 text file of a dataset; errors are :class:`DatasetError` naming the file."""
+    return read_utf8_text(path, what, DatasetError)
 
 
 def relative_file_name(path: Path, root: Path) -> str:
