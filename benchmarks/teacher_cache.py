@@ -34,6 +34,7 @@ from detdistill.data import DetectionAugment, build_loader
 from detdistill.data.transforms import AugmentConfig
 from detdistill.distill.distiller import Distiller
 from detdistill.distill.teacher_cache import _entries, _teacher_forward, build_teacher_cache, flip_states
+from kd_overhead import timed_step  # a sibling script: python puts benchmarks/ first on sys.path
 from detdistill.engine.run import PAIRING_KWARGS, open_datasets
 from detdistill.models import build_detector
 
@@ -42,15 +43,6 @@ SETTINGS = {  # name -> (teacher config, student config); bccd reads --bccd
     "synthetic": ("synthetic_teacher.yaml", "synthetic_distill.yaml"),
     "bccd": ("bccd_teacher.yaml", "bccd_distill.yaml"),
 }
-
-
-def _step(module, optimizer, images, targets) -> float:  # noqa: ANN001
-    start = time.perf_counter()
-    losses = module(images, targets)
-    optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
-    optimizer.step()
-    return time.perf_counter() - start
 
 
 def _teacher_pass(teacher, dataset, states, batch_size) -> float:  # noqa: ANN001
@@ -132,7 +124,7 @@ def run_setting(name: str, images: int, rounds: int, dtype: str, bccd: Path) -> 
             images_b, targets_b = batches[r % len(batches)]
             for k, (module, opt) in enumerate(modules):
                 roi_timer.total = 0.0
-                t = _step(module, opt, images_b, targets_b)
+                t = timed_step(module, opt, images_b, targets_b)
                 if r > 0:  # warm-up round
                     times[k].append(t)
                     if k == 2:
