@@ -220,7 +220,7 @@ def test_seeds_reuse_the_plain_demos_pair_as_seed_0_only_when_its_recipe_matches
         "seed": 0, "recipe_key": demo._recipe_key(recipe), "distill": student_config(recipe, "distilled", 0)}))
     for role in ("baseline", "distilled"):
         (tmp_path / "runs" / role).mkdir(parents=True)
-        (tmp_path / "runs" / role / "result.json").write_text("{}")
+        (tmp_path / "runs" / role / "summary.json").write_text(json.dumps({"steps": recipe.steps}))
     seen: list = []
 
     def stop_after_planning(recipe_, jobs, cache, log, skip):  # noqa: ANN001, ANN202
@@ -237,3 +237,15 @@ def test_seeds_reuse_the_plain_demos_pair_as_seed_0_only_when_its_recipe_matches
     else:
         assert seed0 == {role: tmp_path / "seeds" / role / "seed0" for role in seed0}
     assert folders[("baseline", 1)] == tmp_path / "seeds" / "baseline" / "seed1"
+
+
+def test_a_run_is_finished_only_when_its_summary_reached_the_recipes_steps(tmp_path):
+    from detdistill.demo.training import finished_run
+
+    assert not finished_run(tmp_path, 10)  # nothing written yet (a run that was killed before its end)
+    (tmp_path / "summary.json").write_text(json.dumps({"steps": 9}))
+    assert not finished_run(tmp_path, 10)  # stopped early
+    (tmp_path / "summary.json").write_text(json.dumps({"steps": 10}))
+    assert finished_run(tmp_path, 10)
+    (tmp_path / "summary.json").write_text("{truncated")
+    assert not finished_run(tmp_path, 10)

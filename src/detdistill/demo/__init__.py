@@ -22,7 +22,7 @@ from ..reports.demo_page import format_table, gap_closed, gap_sentence, headline
 from .recipe import FULL, QUICK, RECORDED_SPREAD_NOTE, ROLES, DemoRecipe
 from .scoring import ModelRow, score_models
 from .stats import mean_std, paired_difference
-from .training import Job, config_key, experiment, student_config, train_all, train_or_reuse_teacher
+from .training import Job, config_key, experiment, finished_run, student_config, train_all, train_or_reuse_teacher
 
 __all__ = ["FULL", "QUICK", "DemoRecipe", "ModelRow", "run_demo", "run_seeds", "clear_cache", "format_table",
            "gap_closed", "train_or_reuse_teacher", "config_key", "experiment"]
@@ -179,7 +179,7 @@ def _single_run_students(out: Path, recipe: DemoRecipe) -> dict[str, Path]:
             or single.get("distill") != student_config(recipe, "distilled", 0)):
         return {}
     folders = {role: out / "runs" / role for role in ("baseline", "distilled")}
-    return folders if all((f / "result.json").is_file() for f in folders.values()) else {}
+    return folders if all(finished_run(f, recipe.steps) for f in folders.values()) else {}
 
 
 def clear_cache(out_dir: str | Path) -> None:
@@ -192,7 +192,8 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
     """Baseline and distilled students for seeds 0..N-1 against one cached teacher, paired by seed.
 
     Writes ``seeds/seeds.json`` and ``seeds/seeds.md`` and prints the ``[demo]`` line of BENCHMARKS.md.
-    Resumable: a seed whose ``result.json`` exists is not trained or scored again, and seed 0 is the plain
+    Resumable: a finished run (its ``summary.json`` at the recipe's steps) is not trained again, a scored seed
+    (``seeds/seed<k>.json``) not scored again, and seed 0 is the plain
     demo's pair in ``out_dir/runs`` when that run used this recipe.
     """
     from ..models import load_detector
@@ -215,7 +216,7 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
 
     jobs_ = [Job(role, s, folder(role, s)) for s in range(seeds) for role in ("baseline", "distilled")]
     teacher_path, paths = train_all(recipe, jobs_, cache, log,
-                                    skip=lambda job: (Path(job.out_dir) / "result.json").is_file())
+                                    skip=lambda job: finished_run(job.out_dir, recipe.steps))
     test = _test_split(recipe)
     teacher = load_detector(teacher_path)
     per_seed: list[dict[str, Any]] = []

@@ -154,6 +154,15 @@ def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teach
     return Path(out_dir) / "last.pt"
 
 
+def finished_run(folder: Path, steps: int) -> bool:
+    """A run folder whose training reached ``steps``: the engine writes ``summary.json`` when a run ends."""
+    path = Path(folder) / "summary.json"
+    try:
+        return json.loads(path.read_text()).get("steps", 0) >= steps
+    except (OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Job:
     role: str
