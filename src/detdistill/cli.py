@@ -344,14 +344,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _main_process() -> bool:
+    """False in the other ranks of a ``torchrun`` launch, which must not repeat the main process's lines."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine.run import train_detector
 
     cfg = _load_run_config(args)
     with _interrupt_note(cfg):
         summary = train_detector(cfg, resume=args.resume, overwrite=args.overwrite)
-    print(f"run folder: {summary.out_dir} (last.pt{', best.pt' if summary.best_checkpoint else ''}, "
-          f"metrics.jsonl, loss_curves.png, summary.json)")
+    if _main_process():
+        print(f"run folder: {summary.out_dir} (last.pt{', best.pt' if summary.best_checkpoint else ''}, "
+              f"metrics.jsonl, loss_curves.png, summary.json)")
     return 0
 
 
@@ -396,7 +404,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         result = distill_student(cfg, resume=args.resume, dry_run=args.dry_run, overwrite=args.overwrite)
     if isinstance(result, str):
         print(result)
-    else:
+    elif _main_process():
         print(f"run folder: {result.out_dir} (student-only last.pt / best.pt, metrics.jsonl, loss_curves.png)")
     return 0
 

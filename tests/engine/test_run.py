@@ -90,3 +90,23 @@ def test_initial_weights_follow_the_seed_not_earlier_rng_use():
     cfg.train.seed = 4
     third = build_model(cfg, 7).state_dict()
     assert any(not torch.equal(first[k], third[k]) for k in first if first[k].is_floating_point())
+
+
+def test_only_the_main_process_scores_the_test_split_and_prints_it(tmp_path):
+    from detdistill.engine.distributed import DistContext
+    from detdistill.engine.run import _finish
+    from detdistill.engine.trainer import RunSummary
+
+    class MustNotRun(torch.nn.Module):
+        def forward(self, images):  # noqa: ANN001, ANN202
+            raise AssertionError("a non-main rank evaluated the test split")
+
+    from detdistill.data import SyntheticShapes
+
+    test = SyntheticShapes("test", num_images=2, seed=0)
+    printed: list[str] = []
+    summary = RunSummary(out_dir=str(tmp_path), steps=1, last_checkpoint=None, best_checkpoint=None,
+                         best_metric=None, best_value=None, best_step=None, last_metrics={}, train_seconds=0.0,
+                         extra={})
+    _finish(summary, MustNotRun(), test, printed.append, DistContext(rank=1, world_size=2))
+    assert printed == [] and "test" not in summary.extra and not (tmp_path / "summary.json").exists()

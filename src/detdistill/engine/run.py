@@ -210,8 +210,11 @@ def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print
 
 def _finish(summary: RunSummary, model: nn.Module, test: DetectionDataset | None, log: Log, dist: DistContext,
             extra_models: dict[str, nn.Module] | None = None) -> RunSummary:
-    """Score the final model (and any extra ones, e.g. the teacher) on the test split; rewrite the summary."""
-    if test is not None:
+    """Score the final model (and any extra ones, e.g. the teacher) on the test split; rewrite the summary.
+
+    Only the main process scores: the other data-parallel ranks hold the same weights (DDP), so they would
+    repeat the work and print the same line again."""
+    if test is not None and dist.is_main:
         from ..eval.inference import evaluate_model
 
         models = {"model": model, **(extra_models or {})}
