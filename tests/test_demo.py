@@ -73,13 +73,20 @@ def test_quick_demo_writes_the_report_and_the_same_command_twice_gives_the_same_
         assert cells[3] == f"{float(csv_rows[name]['mAP50']):.3f}" == f"{row['mAP50']:.3f}"
         assert cells[5] == f"{float(csv_rows[name]['AP']):.3f}"
 
-    # The same command again (the teacher now reused from the cache): the same accuracy table. Timings are
-    # measured, so they are the one thing allowed to differ.
+    # The same command again into a new folder (the teacher reused from the cache, the students trained
+    # anew): the same accuracy table. Timings are measured, so they are the one thing allowed to differ.
     printed.clear()
-    again = run_demo(out, quick=True, seed=0, log=printed.append)
+    again = run_demo(tmp_path / "again", quick=True, seed=0, log=printed.append, cache_dir=out / "cache")
     assert any(line.startswith("teacher: reusing") for line in printed)
+    assert not any(line.startswith("students: reusing") for line in printed)
     assert _accuracy(again["rows"]) == _accuracy(summary["rows"])
     assert again["per_class"] == summary["per_class"]
+    # In its own folder, the finished pair is scored again without training.
+    printed.clear()
+    third = run_demo(out, quick=True, seed=0, log=printed.append)
+    assert any(line.startswith("students: reusing") for line in printed)
+    assert not any("training" in line for line in printed)
+    assert _accuracy(third["rows"]) == _accuracy(summary["rows"])
 
 
 def test_second_call_reuses_the_cached_teacher_without_training(tmp_path, monkeypatch):

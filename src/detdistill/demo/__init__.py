@@ -86,7 +86,12 @@ def run_demo(out_dir: str | Path = "reports/demo", quick: bool = False, seed: in
     timings: dict[str, float] = {}
 
     jobs_ = [Job("baseline", seed, runs / "baseline"), Job("distilled", seed, runs / "distilled")]
-    teacher_path, paths = train_all(recipe, jobs_, cache, log)
+    # A finished pair of this recipe and seed is scored again, not retrained (after `--seeds N` the page then
+    # shows the measured spread in seconds); delete runs/ to retrain.
+    reused = seed == 0 and bool(_single_run_students(out, recipe))
+    if reused:
+        log(f"students: reusing {runs} (same recipe and seed; delete it to retrain)")
+    teacher_path, paths = train_all(recipe, jobs_, cache, log, skip=lambda job: reused)
     timings["training"] = time.perf_counter() - start
     folders = {"teacher": teacher_path.parent, "baseline": runs / "baseline", "distilled": runs / "distilled"}
 
