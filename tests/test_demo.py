@@ -85,7 +85,7 @@ def test_quick_demo_writes_the_report_and_the_same_command_twice_gives_the_same_
     printed.clear()
     third = run_demo(out, quick=True, seed=0, log=printed.append)
     assert any(line.startswith("students: reusing") for line in printed)
-    assert not any("training" in line for line in printed)
+    assert not any(": training " in line for line in printed)  # "<role>: training <model> for N steps"
     assert _accuracy(third["rows"]) == _accuracy(summary["rows"])
 
 
