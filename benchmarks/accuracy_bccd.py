@@ -33,7 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from detdistill.ablate import paired_difference
@@ -68,20 +68,12 @@ def _train_in_processes(args: argparse.Namespace, teacher: Path, kinds: list[str
     # A distilled step costs more than a plain one, and the paper's objective (teacher RoI head) the most.
     order = sorted(kinds, key=lambda kind: (kind == "baseline", kind != "kd_chen2017"))
     tasks = [(seed, kind) for kind in order for seed in range(args.seeds)]
-    running: list[subprocess.Popen] = []
-    failed = []
-    while tasks or running:
-        while tasks and len(running) < args.jobs:
-            seed, kind = tasks.pop(0)
-            cmd = [sys.executable, __file__, "--out", str(args.out), "--teacher", str(teacher), "--seeds",
-                   str(args.seeds), "--regimes", *args.regimes, "--recipes", *args.recipes, "--threads",
-                   str(args.threads), "--seed-ids", str(seed), "--arms", kind, "--set", *args.set]
-            running.append(subprocess.Popen(cmd, env=env))
-        time.sleep(2)
-        for child in [c for c in running if c.poll() is not None]:
-            running.remove(child)
-            if child.returncode != 0:
-                failed.append(child.args)
+    cmds = [[sys.executable, __file__, "--out", str(args.out), "--teacher", str(teacher), "--seeds",
+             str(args.seeds), "--regimes", *args.regimes, "--recipes", *args.recipes, "--threads",
+             str(args.threads), "--seed-ids", str(seed), "--arms", kind, "--set", *args.set] for seed, kind in tasks]
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the child processes
+        codes = list(pool.map(lambda cmd: subprocess.run(cmd, env=env).returncode, cmds))
+    failed = [cmd for cmd, code in zip(cmds, codes) if code != 0]
     if failed:
         raise SystemExit(f"{len(failed)} run process(es) failed, the first: {' '.join(map(str, failed[0]))}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+
 from .errors import DetDistillError
 
 # Builder keyword arguments that count pixels or boxes (the same list the config checks).

@@ -344,20 +344,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _main_process() -> bool:
-    """False in the other ranks of a ``torchrun`` launch, which must not repeat the main process's lines."""
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
-
-
 def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.distributed import is_main_process
     from .engine.run import train_detector
 
     cfg = _load_run_config(args)
     with _interrupt_note(cfg):
         summary = train_detector(cfg, resume=args.resume, overwrite=args.overwrite)
-    if _main_process():
+    if is_main_process():  # the other torchrun ranks must not repeat the line
         print(f"run folder: {summary.out_dir} (last.pt{', best.pt' if summary.best_checkpoint else ''}, "
               f"metrics.jsonl, loss_curves.png, summary.json)")
     return 0
@@ -386,6 +380,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
         print(format_term_table())
         return 0
+    from .engine.distributed import is_main_process
     from .engine.run import distill_student
 
     extra = []
@@ -404,7 +399,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         result = distill_student(cfg, resume=args.resume, dry_run=args.dry_run, overwrite=args.overwrite)
     if isinstance(result, str):
         print(result)
-    elif _main_process():
+    elif is_main_process():
         print(f"run folder: {result.out_dir} (student-only last.pt / best.pt, metrics.jsonl, loss_curves.png)")
     return 0
 

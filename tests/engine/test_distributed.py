@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from detdistill.engine.distributed import free_local_port
+
 SCRIPT = Path(__file__).parent / "run_ddp.py"
 
 
@@ -34,21 +36,13 @@ def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
         assert torch.equal(ranks[0]["params"][key], ranks[1]["params"][key])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_nodes_by_c10d_rendezvous_match_one_process_with_twice_the_batch(tmp_path):
     """Two torchrun launches (one process each) playing two nodes, as the README's multi-node command runs."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     _launch([sys.executable, str(SCRIPT), str(one), "4"])
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_local_port()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                                "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=detdistill-test",

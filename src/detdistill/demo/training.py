@@ -14,7 +14,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -84,12 +83,6 @@ def cached_teacher(recipe: DemoRecipe, cache_dir: Path) -> Path | None:
     return folder / "last.pt" if (folder / "DONE").is_file() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _teacher_rank(rank: int, world_size: int, port: int, recipe: DemoRecipe, folder: Path) -> None:
     """One data-parallel teacher process (``torch.multiprocessing`` passes the rank first)."""
     import torch.distributed as dist
@@ -117,7 +110,9 @@ def train_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path
 
         log(f"teacher: {recipe.teacher_processes} data-parallel processes, "
             f"{recipe.batch_size // recipe.teacher_processes} images each per step")
-        mp.start_processes(_teacher_rank, args=(recipe.teacher_processes, _free_port(), recipe, folder),
+        from ..engine.distributed import free_local_port
+
+        mp.start_processes(_teacher_rank, args=(recipe.teacher_processes, free_local_port(), recipe, folder),
                            nprocs=recipe.teacher_processes, start_method="spawn")
     else:
         train_detector(experiment(recipe, "teacher", 0, folder), resume=True, log=log)

@@ -34,10 +34,11 @@ from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
 from ..config import DistillConfig
+from ..errors import DetDistillError
 from .adaptation import ADAPTER_INITS, make_adaptation
 from .losses import classification_distillation_loss, regression_distillation_loss
 from .terms import FeaturePair, RCNSamples, RPNSamples, TermContext, active_terms, list_terms, resolve_recipe
-from ..errors import DetDistillError
+
 
 class PairingError(DetDistillError):
     """Teacher and student cannot be distilled as configured; the message says what to change."""

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..utils import file_sha256
 from ..errors import DetDistillError
+from ..utils import file_sha256
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": np.float16, "float32": np.float32}

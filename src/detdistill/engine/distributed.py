@@ -7,6 +7,7 @@ Launch with ``torchrun --nproc_per_node=N -m detdistill.cli train ...`` (nccl on
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,18 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` launch (or a plain process): the one that prints and writes shared files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a single-machine rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
 from ..errors import DetDistillError
 
 #: The keys of :func:`evaluate_detections`, in COCOeval's ``stats`` order.

@@ -10,8 +10,6 @@ by ~3e-3, enough to reorder near-tied detections. Not yet explained; check a dep
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.models import detection
 
-from ..utils import atomic_torch_save
+from ..utils import atomic_output, atomic_torch_save
 from .checkpoint import load_detector, read_checkpoint
 from .registry import get_entry
 
@@ -71,29 +69,21 @@ def export_onnx(model: nn.Module, path: str | Path, sample_size: tuple[int, int]
         export_onnx(load_detector("best.pt"), "best.onnx", sample_size=(160, 160))
         # onnxruntime.InferenceSession("best.onnx").run(None, {"image": img.numpy()})
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     sample = torch.rand(3, *sample_size, generator=torch.Generator().manual_seed(0))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        with warnings.catch_warnings():
+        with atomic_output(path) as tmp, warnings.catch_warnings():
             # The tracer warns on every Python-int conversion in torchvision's transform; they are expected.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, ([sample],), tmp, dynamo=False, opset_version=opset,
+                model, ([sample],), str(tmp), dynamo=False, opset_version=opset,
                 input_names=[ONNX_INPUT], output_names=list(ONNX_OUTPUTS),
                 dynamic_axes={ONNX_INPUT: {1: "height", 2: "width"}, **{o: {0: "detections"} for o in ONNX_OUTPUTS}},
             )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         model.train(was_training)
-    return path
+    return Path(path)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx",

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ..utils import safe_torch_load
 from ..errors import DetDistillError
+from ..utils import safe_torch_load
 
 log = logging.getLogger("detdistill.models")
 

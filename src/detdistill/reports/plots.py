@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,24 +10,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..utils import atomic_output  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:  # noqa: ANN001
     """``fig.savefig`` through a temp file + rename, so a crash never leaves a torn PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
             fig.savefig(fh, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
