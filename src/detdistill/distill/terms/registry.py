@@ -54,6 +54,9 @@ class TermSpec:
     order: int = 100
     weighted_inside: bool = False
     """``compute`` applies its own weights (e.g. separate fg/bg); ``weight`` is then only reported."""
+    needs_labels: bool = False
+    """The term compares to ground truth (bounded regression, GT-box masks): it sees only the batch's labelled
+    images (``data.unlabeled``); every other term also sees the unlabelled ones."""
 
     def settings(self, distill_config: Any) -> Any:
         return getattr(distill_config.terms, self.name) if self.config is not None else None
@@ -82,7 +85,7 @@ def register_term(name: str, *, reads: tuple[str, ...], summary: str, reference:
                   config: type | None = None, weight: Callable[[Any], float] | None = None,
                   loss_key: str | None = None, combine: str | None = None, adapter_init: str | None = None,
                   excludes: tuple[str, ...] = (), check: Callable[..., None] | None = None,
-                  order: int = 100, weighted_inside: bool = False) -> Callable:
+                  order: int = 100, weighted_inside: bool = False, needs_labels: bool = False) -> Callable:
     """Decorator: register ``compute`` as the term ``name`` (see :class:`TermSpec`)."""
     unknown = [r for r in reads if r not in READS]
     if unknown:
@@ -99,7 +102,7 @@ def register_term(name: str, *, reads: tuple[str, ...], summary: str, reference:
             raise ValueError(f"term {name!r} is registered twice")
         _TERMS[name] = TermSpec(name, fn, tuple(reads), summary, reference, config, default_weight, weight,
                                 loss_key or f"loss_{name}", combine, adapter_init, tuple(excludes), check, order,
-                                weighted_inside)
+                                weighted_inside, needs_labels)
         return fn
 
     return deco
