@@ -69,6 +69,41 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
                     opened("data.test_split", d.test_split, d.num_eval_images))
 
 
+def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
+                           distill: bool = True) -> tuple[DetectionDataset, dict[str, Any] | None]:
+    """The training set of a run: ``data.train``, mixed with the images of ``data.unlabeled`` when set.
+
+    Returns ``(train set, facts for the summary or None)``. The unlabelled set is refused when it shares an
+    image (by file content) with the validation or test split, and without a teacher (``distill=False``).
+    """
+    spec = getattr(cfg.data, "unlabeled", None)
+    if not spec:
+        return data.train, None
+    if not distill:
+        raise ConfigError(f"data.unlabeled: value {spec!r} needs a teacher to learn from images without labels; "
+                          "run `detdistill distill --teacher PATH`, or set data.unlabeled=null")
+    from ..data.loader import mix_datasets, unlabelled_per_batch
+    from ..data.unlabeled import open_unlabeled, refuse_overlap, split_spec
+
+    d = cfg.data
+    source = split_spec(spec)[0]
+    kwargs: dict[str, Any] = {}
+    if source.startswith("synthetic"):
+        kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
+    unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
+                               **kwargs)
+    refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
+    ratio = float(getattr(d, "unlabeled_ratio", 0.5))
+    per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
+    info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
+            "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
+            "pseudo_label_score": getattr(cfg.distill, "pseudo_label_score", None)}
+    log(f"unlabelled images: {len(unlabeled)} from {spec}"
+        + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
+        + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
+    return mix_datasets(data.train, unlabeled, ratio), info
+
+
 def _is_checkpoint(name: str) -> bool:
     from ..models.weights import is_file_path
 
@@ -195,6 +230,7 @@ def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print
     dist = dist or init_distributed(cfg.train.device)
     prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
     data = open_datasets(cfg)
+    open_unlabeled_for_run(cfg, data, log, distill=False)
     model = build_model(cfg, data.train.num_classes)
     out = Path(cfg.train.out_dir)
     meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
@@ -290,9 +326,13 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
     if not dry_run:
         prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
     data, teacher, ckpt, student, distiller = prepare_distillation(cfg, log=log)
+    train_set, unlabeled_info = open_unlabeled_for_run(cfg, data, log)
     size = (int(student.transform.min_size[-1]),) * 2
     if dry_run:
         report = f"{describe_pairing(teacher, student, size)}\n{distiller.plan}"
+        if unlabeled_info is not None:
+            report += "\n" + "\n".join(distiller.plan.unlabelled_lines(unlabeled_info["images"],
+                                                                      unlabeled_info["pseudo_label_score"]))
         adapters = sum(p.numel() for p in distiller.adapters.parameters())
         return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
     out = Path(cfg.train.out_dir)
@@ -308,10 +348,13 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
     run_info: dict[str, Any] = {"teacher_val_mAP50": teacher_score}
+    if unlabeled_info is not None:
+        run_info["unlabeled"] = {**unlabeled_info, "terms": [n for n, on in distiller.plan.terms.items()
+                                                             if on and n not in distiller.plan.labelled_only]}
     if cfg.distill.teacher_cache:
         from ..distill.teacher_cache import open_for_run
 
-        distiller.teacher_cache = open_for_run(cfg, teacher, data.train, augmentation(cfg).config, sha,
+        distiller.teacher_cache = open_for_run(cfg, teacher, train_set, augmentation(cfg).config, sha,
                                                previous_meta, log=log, dist=dist)
         run_info["teacher_cache"] = {"dir": str(cfg.distill.teacher_cache),
                                      "manifest_sha256": distiller.teacher_cache.sha256}
@@ -322,7 +365,7 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
                         "model_spec": ckpt["model_spec"]},
             "distill": dataclasses.asdict(cfg.distill)}
     trainer = Trainer(
-        distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
+        distiller, train_set, cfg.optim, cfg.train, transforms=augmentation(cfg),
         evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
         export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
         run_info=run_info, progress_label="distill")
@@ -343,9 +386,10 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
         raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
     cfg.data.val_split = cfg.data.test_split = None  # the cache covers the training split only
     data = open_datasets(cfg)
+    train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
-    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
+    cache = open_or_build(folder, teacher, cfg.teacher, train_set, augmentation(cfg).config,
                           cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
                           progress=cfg.train.progress, log=log)
     if existed:
