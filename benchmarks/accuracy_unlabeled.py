@@ -76,12 +76,9 @@ def arm_config(arm: str, data: Path, out: Path, seed: int, teacher: Path | None,
         split = "trainval" if arm == "baseline_all" else "labelled"
         return load_config(ROOT / "configs" / "bccd_student.yaml", common + [f"data.train_split={split}"])
     cache = out / ("cache_mixed" if arm == "pkd_unlabeled" else "cache_labelled")
-    cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", common + [
+    unlabeled = [f"data.unlabeled={data}:unlabelled", "data.unlabeled_ratio=0.5"] if arm == "pkd_unlabeled" else []
+    return load_config(ROOT / "configs" / "bccd_distill.yaml", common + unlabeled + [
         "data.train_split=labelled", f"teacher={teacher}", "distill.recipe=pkd", f"distill.teacher_cache={cache}"])
-    # Attributes rather than overrides, so this runs whether or not the config already declares the fields.
-    cfg.data.unlabeled = f"{data}:unlabelled" if arm == "pkd_unlabeled" else None
-    cfg.data.unlabeled_ratio = 0.5
-    return cfg
 
 
 def run_arm(arm: str, seed: int, args: argparse.Namespace, data: Path) -> dict:

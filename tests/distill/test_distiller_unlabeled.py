@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from detdistill.config import DistillConfig
+from detdistill.distill.config import DistillConfig
 from detdistill.data import SyntheticConfig, SyntheticShapes
 from detdistill.distill.distiller import TEACHER_BOX_SCORE, Distiller
 from detdistill.distill.terms import list_terms

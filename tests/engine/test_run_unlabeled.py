@@ -24,11 +24,8 @@ def teacher_file(tmp_path):
 
 
 def _cfg(overrides, unlabeled, ratio=0.5, pseudo=None):
-    cfg = load_config(None, overrides)
-    # Set as attributes so this works before and after the config grows the fields.
-    cfg.data.unlabeled, cfg.data.unlabeled_ratio = unlabeled, ratio
-    cfg.distill.pseudo_label_score = pseudo
-    return cfg
+    return load_config(None, overrides + [f"data.unlabeled={unlabeled}", f"data.unlabeled_ratio={ratio}",
+                                          f"distill.pseudo_label_score={'null' if pseudo is None else pseudo}"])
 
 
 def test_distill_with_unlabelled_images_records_them_in_the_summary(tmp_path, teacher_file):
