@@ -44,7 +44,7 @@ STEPS = 300  # the short regime of benchmarks/accuracy_bccd.py
 ARMS = ("baseline", "pkd", "pkd_unlabeled", "baseline_all")
 
 
-def write_split(bccd: Path, out: Path, share: float, seed: int) -> Path:
+def write_split(bccd: Path, out: Path, share: float, seed: int, subset: int | None = None) -> Path:
     """The labelled / unlabelled split of trainval as a VOC folder under ``out`` (kept when it exists)."""
     root = out / "data"
     main = root / "ImageSets" / "Main"
@@ -55,22 +55,23 @@ def write_split(bccd: Path, out: Path, share: float, seed: int) -> Path:
         if not (root / name).is_symlink():
             os.symlink(bccd.resolve() / name, root / name)
     ids = [ln.split()[0] for ln in (bccd / "ImageSets" / "Main" / "trainval.txt").read_text().splitlines() if ln.strip()]
-    order = np.random.default_rng(seed).permutation(len(ids))
-    cut = int(round(share * len(ids)))
+    order = np.random.default_rng(seed).permutation(len(ids))[:subset]  # subset: a smoke run's few images
+    cut = int(round(share * len(order)))
     labelled, unlabelled = sorted(ids[i] for i in order[:cut]), sorted(ids[i] for i in order[cut:])
-    for name, part in (("labelled", labelled), ("unlabelled", unlabelled), ("trainval", ids)):
+    for name, part in (("labelled", labelled), ("unlabelled", unlabelled), ("trainval", sorted(labelled + unlabelled))):
         atomic_write_text("\n".join(part) + "\n", main / f"{name}.txt")
     atomic_write_text((bccd / "ImageSets" / "Main" / "test.txt").read_text(), main / "test.txt")
-    atomic_write_text(json.dumps({"labelled_share": share, "split_seed": seed, "labelled": len(labelled),
+    atomic_write_text(json.dumps({"labelled_share": share, "split_seed": seed, "subset": subset,
+                                  "labelled": len(labelled),
                                   "unlabelled": len(unlabelled)}, indent=1), out / "split.json")
     return root
 
 
 def arm_config(arm: str, data: Path, out: Path, seed: int, teacher: Path | None, threads: int,
-               extra: list[str]) -> ExperimentConfig:
+               extra: list[str], steps: int = STEPS) -> ExperimentConfig:
     """The ExperimentConfig of one (arm, seed) run."""
     common = [f"data.source={data}", "data.format=voc", "data.val_split=null", "data.test_split=test", "train.progress=false",
-              f"train.threads={threads}", f"train.max_steps={STEPS}", f"train.seed={seed}",
+              f"train.threads={threads}", f"train.max_steps={steps}", f"train.seed={seed}",
               f"train.out_dir={out / arm / f'seed{seed}'}", *extra]
     if arm.startswith("baseline"):
         split = "trainval" if arm == "baseline_all" else "labelled"
@@ -86,7 +87,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, data: Path) -> dict:
     done = run / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    cfg = arm_config(arm, data, args.out, seed, args.teacher, args.threads, args.set)
+    cfg = arm_config(arm, data, args.out, seed, args.teacher, args.threads, args.set, args.steps)
     summary = (train_detector if arm.startswith("baseline") else distill_student)(cfg, resume=True)
     test = summary.extra["test"]["model"]
     result = {"mAP50": test["mAP50"], "AP": test["AP"], "train_seconds": summary.train_seconds,
@@ -118,7 +119,7 @@ def table(args: argparse.Namespace, data: Path) -> str:
             for arm in ARMS}
     split = json.loads((args.out / "split.json").read_text())
     lines = [f"BCCD trainval, {split['labelled']} labelled ({split['labelled_share']:.0%}, split seed "
-             f"{split['split_seed']}) + {split['unlabelled']} unlabelled images; {STEPS} iterations, batch 4; "
+             f"{split['split_seed']}) + {split['unlabelled']} unlabelled images; {args.steps} iterations, batch 4; "
              f"seeds {seeds}; torch threads {args.threads}; teacher mAP@0.5 {teacher['mAP50']:.3f}, "
              f"AP {teacher['AP']:.3f}", "",
              "| arm | mAP@0.5 | Δ vs baseline [95 % CI] | seeds ahead | gap closed | AP@[.5:.95] | Δ AP [95 % CI] "
@@ -164,16 +165,19 @@ def main() -> None:
                         help="the BCCD folder (../shared/data/bccd beside the repo)")
     parser.add_argument("--labelled-share", type=float, default=0.25)
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=STEPS, help="iterations per run (the measurement: 300)")
+    parser.add_argument("--subset", type=int, default=None,
+                        help="use only this many trainval images (a smoke run of the whole pipeline)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
     parser.add_argument("--prepare", action="store_true", help="write the split, score the teacher, build caches")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
     parser.add_argument("--results", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
-    data = write_split(args.bccd, args.out, args.labelled_share, args.split_seed)
+    data = write_split(args.bccd, args.out, args.labelled_share, args.split_seed, args.subset)
     if args.prepare:
         print(f"teacher on test: {teacher_scores(args, data)}")
         for arm in ("pkd", "pkd_unlabeled"):
-            cfg = arm_config(arm, data, args.out, 0, args.teacher, args.threads, args.set)
+            cfg = arm_config(arm, data, args.out, 0, args.teacher, args.threads, args.set, args.steps)
             cache_teacher(cfg)
         return
     if args.seed_ids is not None:
