@@ -196,3 +196,16 @@ def test_plan_says_which_terms_see_the_unlabelled_images():
     assert "terms on unlabelled images: rpn_soft, rcn_soft, hint" in lines
     assert "labelled images only: the student's supervised losses, rpn_bounded, rcn_bounded" in lines
     assert "pseudo-labels: off" in lines
+
+
+def test_teacher_detections_on_an_unlabelled_image_are_the_teachers_own():
+    teacher, student = _models()
+    distiller = Distiller(teacher, student, DistillConfig(recipe="pkd")).train()
+    images, targets = _batch()
+    image_list, _ = student.transform(images, targets)
+    features = distiller.teacher_outputs(image_list, targets, need_rpn=False).features
+    got = distiller._teacher_detections(image_list, features, [1])[0]
+    want = teacher([images[1]])[0]  # eval mode; the image is already at the model's size (scale 1)
+    assert len(want["boxes"]) > 0
+    for key in ("boxes", "labels", "scores"):
+        assert torch.allclose(got[key].float(), want[key].float(), atol=1e-4), key
