@@ -41,8 +41,13 @@ from .stats import PairedDifference, paired_difference
 Log = Callable[[str], None]
 Layout = Callable[[str, int], Path]
 
-# Config keys that do not make a finished run another run: where it was written and how it reported.
-_IGNORED_KEYS = frozenset({"train.out_dir", "train.progress", "data.num_workers"})
+# Config keys that do not make a finished run another run: where it was written, how it reported, what it
+# was tested on (the study scores the test split itself), the teacher check's settings and the cache (it
+# stands in for the live teacher).
+_IGNORED_KEYS = frozenset({
+    "train.out_dir", "train.progress", "train.log_every", "train.checkpoint_every", "data.num_workers",
+    "data.test_split", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images",
+    "distill.teacher_cache", "distill.teacher_cache_dtype"})
 
 
 class StudyError(ConfigError):
