@@ -155,3 +155,23 @@ def test_the_teacher_is_read_and_scored_once_per_study_folder(tmp_path, fake_run
     again = run_study(arms, 2, tmp_path / "study", teacher=teacher, score_test=False, progress=False,
                       log=lambda m: None)
     assert reads == [str(teacher)] and again.teacher["val"] == result.teacher["val"]
+
+
+def test_choose_on_validation_then_score_only_the_chosen_arm_on_test(tmp_path, fake_runs, monkeypatch):
+    scored: list[str] = []
+
+    def fake_test(job, checkpoint):  # noqa: ANN001, ANN202
+        scored.append(job.arm)
+        return {"mAP50": 0.25, "AP": 0.1}, {"circle": 0.3}
+
+    monkeypatch.setattr("detdistill.study._score_test", fake_test)
+    arms = [Arm("small", config=load_config(None, TINY + ["data.test_split=test"])),
+            Arm("wide", config=load_config(None, TINY + ["data.test_split=test", "optim.lr=0.04"]))]
+    search = run_study(arms, 2, tmp_path, score_test=False, progress=False, log=lambda m: None)
+    assert scored == [] and search.best() == "wide"
+    trained = len(fake_runs)
+    report = run_study(arms, 2, tmp_path, runs=[("wide", 0), ("wide", 1)], progress=False, log=lambda m: None)
+    assert len(fake_runs) == trained and scored == ["wide", "wide"]  # scored, not retrained
+    assert set(report.runs) == {("wide", 0), ("wide", 1)}
+    assert report.runs[("wide", 1)].test == {"mAP50": 0.25, "AP": 0.1}
+    assert report.runs[("wide", 1)].test_per_class == {"circle": 0.3}

@@ -15,6 +15,8 @@ the demo's students (:mod:`detdistill.demo.training`), the BCCD benchmark and th
   own validation split); the test split is scored here from ``last.pt`` (``score_test=False`` never opens
   it, for a search that must choose on validation alone). A run's own test scoring is switched off, so the
   teacher is not re-scored beside every student: the study scores it once (``StudyResult.teacher``).
+  A search chooses with ``score_test=False`` and :meth:`StudyResult.best`, then calls ``run_study`` again
+  with ``runs=[(chosen, seed), ...]``: the chosen arm's finished runs are scored on test, not retrained.
 
 Example::
 
@@ -390,12 +392,17 @@ def run_study(arms: Sequence[Arm], seeds: int | Iterable[int], out: str | Path, 
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                      initargs=(threads,)) as pool:
                 futures = {pool.submit(run_one, job): job for job in todo}
-                for future in as_completed(futures):
-                    job = futures[future]
-                    results[(job.arm, job.seed)] = future.result()
-                    if job in pending:
-                        log(f"{job.arm} (seed {job.seed}): done")
-                    bar.update(1)
+                try:
+                    for future in as_completed(futures):
+                        job = futures[future]
+                        results[(job.arm, job.seed)] = future.result()
+                        if job in pending:
+                            log(f"{job.arm} (seed {job.seed}): done")
+                        bar.update(1)
+                except BaseException:
+                    for future in futures:  # a failed run stops the study: start nothing more
+                        future.cancel()
+                    raise
     finally:
         bar.close()
         torch.set_num_threads(old_threads)
