@@ -36,6 +36,7 @@ def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
         assert torch.equal(ranks[0]["params"][key], ranks[1]["params"][key])
 
 
+@pytest.mark.slow
 def test_a_whole_run_under_two_ranks_scores_its_test_split_without_waiting_forever(tmp_path):
     """The final test evaluation gathers detections from every rank: all ranks must enter it (not only the
     one that writes), or rank 0 waits for ever. Only rank 0 keeps the scores and writes summary.json."""
