@@ -411,6 +411,8 @@ def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
     p.add_argument("--config", type=Path, default=None, help="the distillation recipe (data, augmentation)")
     p.add_argument("--out", default=None, help="cache folder (default: distill.teacher_cache)")
+    p.add_argument("--verify", type=Path, default=None, metavar="DIR",
+                   help="only check the cache in DIR: manifest fields, every data file's size and content hash")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=cmd_cache_teacher)
 
@@ -419,6 +421,16 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engine.run import cache_teacher
 
+    if args.verify is not None:
+        from .distill.teacher_cache import verify_teacher_cache
+
+        if args.teacher or args.config or args.out or args.overrides:
+            raise UsageError("--verify DIR checks a built cache alone; give it without --teacher/--config/--out/"
+                             "overrides")
+        done = verify_teacher_cache(args.verify, progress=True)
+        print(f"teacher cache {args.verify}: OK ({done['entries']} entries, {done['files']} files, "
+              f"{done['bytes'] / 2**20:.1f} MiB: sizes and blake2b hashes match the manifest, {done['seconds']:.1f} s)")
+        return 0
     cfg = load_config(args.config, list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []))
     cache = cache_teacher(cfg, args.out)
     print(f"teacher cache: {cache.dir} (use it with distill.teacher_cache={cache.dir})")
