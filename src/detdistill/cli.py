@@ -249,6 +249,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
+                   help="an image that cannot be decoded: skip it (listed and counted in the summary and in "
+                        "detections.json) or stop with nothing written")
     p.set_defaults(func=cmd_predict)
 
 
@@ -263,9 +266,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
-                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device)
+                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
+                             on_bad_image=args.on_bad_image)
+    skipped = doc.get("skipped", [])
     print(f"{len(doc['annotations'])} detections on {len(doc['images'])} images; wrote {args.out}/detections.json "
-          f"and {len(doc['images'])} PNGs")
+          f"and {len(doc['images'])} PNGs" + (f"; {len(skipped)} skipped (cannot be decoded):" if skipped else ""))
+    for entry in skipped:
+        print(f"  skipped {entry['reason']}")
     return 0
 
 
