@@ -21,6 +21,10 @@ malformed JSON/XML/txt line             :class:`DatasetError` (the file cannot b
 empty dataset                           :class:`DatasetError`
 missing, truncated or corrupt image     :class:`DatasetError` when the image is decoded
 annotated size != decoded size          :class:`DatasetError` when the image is decoded
+class name repeated / differing in case counted ``duplicate_class_name`` / ``class_name_case`` (both modes;
+                                        training refuses them: :func:`check_training_classes`)
+YOLO ``nc`` != number of names          counted ``nc_mismatch`` (both modes; the names are used)
+a file path that is a folder, FIFO, ... :class:`DatasetError` naming the kind (``base.optional_file``)
 ======================================= ======================== ========================================
 
 The flag governs the cases where a user may reasonably want to go on (a few bad boxes in thousands);
