@@ -88,3 +88,10 @@ def test_kitti_label_and_image_of_the_wrong_kind(tmp_path, make):
     (root / "image_2" / "000.png").unlink()
     (root / "image_2" / "000.png").mkdir()
     _error(lambda: read_kitti(root), "000.png: image file is a folder")
+
+
+def test_a_yolo_split_entry_of_the_wrong_kind_is_named(tmp_path, make):
+    root = make.yolo(tmp_path, {"a": {"lines": []}}, ["cat"])
+    os.mkfifo(root / "val_list")
+    (root / "data.yaml").write_text("names: [cat]\ntrain: images/train\nval: val_list\n")
+    _error(lambda: read_yolo(root, "val"), "field 'val' has value", "val_list': is a FIFO, expected an image folder")

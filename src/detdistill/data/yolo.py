@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from .base import DatasetError, DetectionDataset, ImageRecord, optional_file
+from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, path_kind
 from .validate import (
     SkipReport,
     bad_input,
@@ -79,7 +79,10 @@ def _list_images(entry: Path, base: Path, where: str, report: SkipReport | None 
     if entry.is_file() and entry.suffix == ".txt":
         lines = [ln.strip() for ln in read_text_file(entry, "image list").splitlines() if ln.strip()]
         return [(base / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
-    raise DatasetError(f"{where} has value {str(entry)!r}: no such image folder or list file")
+    kind = path_kind(entry)
+    what = "no such image folder or list file" if kind == "missing" else \
+        f"is a {kind if kind != 'file' else 'file that is not a .txt list'}, expected an image folder or a .txt list file"
+    raise DatasetError(f"{where} has value {str(entry)!r}: {what}")
 
 
 def _names_from_yaml(cfg: dict, path: Path) -> list[str] | None:
