@@ -101,3 +101,18 @@ def test_an_interruption_midway_leaves_the_output_folder_as_it_was(folder, tmp_p
 def test_a_bad_choice_is_named():
     with pytest.raises(DatasetError, match="--on-bad-image: value 'ignore'"):
         predict_images(lambda x: x, ["a.png"], "o", ["x"], on_bad_image="ignore")
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(folder, tmp_path):
+    (folder / "b.png").unlink()
+    (folder / "d.png").unlink()
+    dead = tmp_path / ".pred.partial-999999999"  # no such process
+    dead.mkdir()
+    (dead / "a.png").write_bytes(b"half")
+
+    def model(images):
+        return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+                for _ in images]
+
+    predict_images(model, sorted(folder.iterdir()), tmp_path / "pred", ["x"], device="cpu", progress=False)
+    assert _leftovers(tmp_path) == [] and (tmp_path / "pred" / "detections.json").is_file()

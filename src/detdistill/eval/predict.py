@@ -154,6 +154,7 @@ def predict_images(
                         on_bad_image, doc, paths[k], numbers[k])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_partials(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -180,6 +181,17 @@ def _decoded(fn: Callable[[], Any], on_bad_image: str, doc: dict[str, Any], path
                                "lists the skipped ones)") from exc
         doc["skipped"].append({"file_name": str(path), "id": image_id, "reason": str(exc)})
         return None
+
+
+def _remove_dead_partials(out_dir: Path) -> None:
+    """Remove staging folders that killed runs (SIGKILL: no cleanup ran) left beside ``out_dir``."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        try:
+            os.kill(int(stale.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:
