@@ -15,8 +15,8 @@ from detdistill.data import DatasetError
 from detdistill.data.coco import read_coco
 from detdistill.data.kitti import read_kitti
 from detdistill.data.yolo import read_yolo
-from detdistill.errors import DetDistillError
-from detdistill.utils import CheckpointFileError, safe_torch_load
+from detdistill.errors import CheckpointError, DetDistillError
+from detdistill.utils import safe_torch_load
 
 
 def _image(path, width=32, height=24):
@@ -79,8 +79,8 @@ def test_a_plain_pickle_pt_is_named_as_such_without_a_torch_warning(tmp_path):
         pickle.dump({"conv.weight": [[1.0, 2.0]]}, fh)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning (torch's pickle-protocol one names site-packages) fails
-        message = _message(CheckpointFileError, lambda: safe_torch_load(path))
-    assert issubclass(CheckpointFileError, DetDistillError)
+        message = _message(CheckpointError, lambda: safe_torch_load(path))
+    assert issubclass(CheckpointError, DetDistillError)
     assert message.startswith(f"{path}: a plain Python pickle (pickle.dump), not a torch checkpoint")
     assert "site-packages" not in message
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import DetDistillError
+from .errors import CheckpointError, DetDistillError
 
 # Builder keyword arguments that count pixels or boxes (the same list the config checks).
 POSITIVE_KWARGS = ("min_size", "max_size", "box_detections_per_img", "box_batch_size_per_image",
@@ -71,7 +71,7 @@ def check_checkpoint_fields(ckpt: dict[str, Any], path: str | Path) -> None:
                 raise bad(f"metadata.input.{key}", size[key], "a positive number")
 
 
-class NonFiniteCheckpointError(DetDistillError):
+class NonFiniteCheckpointError(CheckpointError):
     """A weights file holds NaN or infinite values; the message counts the tensors and names the first."""
 
 

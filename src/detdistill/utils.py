@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .errors import DetDistillError
+from .errors import CheckpointError
 
 
 @contextlib.contextmanager
@@ -73,14 +73,10 @@ _PICKLE_MAGIC = b"\x80"  # the legacy format starts with a pickle protocol byte
 _LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
-class CheckpointFileError(DetDistillError):
-    """A file that should hold torch weights cannot be loaded safely; the message names the file and why."""
-
-
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(..., weights_only=True)`` with a clear one-line error naming the file.
 
-    Errors are :class:`CheckpointFileError` (a missing file: ``FileNotFoundError``); torch's own warnings about
+    Errors are :class:`CheckpointError` (a missing file: ``FileNotFoundError``); torch's own warnings about
     the file (pickle protocols, with a site-packages path) are not passed on: the error says what is wrong.
     """
     import warnings
@@ -91,13 +87,13 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     with open(path, "rb") as fh:
         head = fh.read(32)
     if not head:
-        raise CheckpointFileError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
     if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
         hint = " (an ONNX model? detdistill reads the .pt checkpoint it was exported from)" \
             if path.suffix.lower() == ".onnx" or head[:1] == b"\x08" else ""
-        raise CheckpointFileError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head[:4]!r}){hint}")
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head[:4]!r}){hint}")
     if head.startswith(_PICKLE_MAGIC) and _LEGACY_TORCH_MAGIC not in head:
-        raise CheckpointFileError(f"{path}: a plain Python pickle (pickle.dump), not a torch checkpoint that "
+        raise CheckpointError(f"{path}: a plain Python pickle (pickle.dump), not a torch checkpoint that "
                                   "torch.load(weights_only=True) reads; detdistill does not unpickle arbitrary "
                                   "objects (safety): save the tensors with torch.save(model.state_dict(), path) instead")
     try:
@@ -107,11 +103,11 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text:
-            raise CheckpointFileError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill "
+            raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill "
                                       "does not unpickle (safety); save a state dict or a detdistill checkpoint "
                                       "instead") from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise CheckpointFileError(f"{path}: cannot load as a checkpoint ({first})") from exc
+        raise CheckpointError(f"{path}: cannot load as a checkpoint ({first})") from exc
 
 
 def seed_everything(seed: int) -> None:

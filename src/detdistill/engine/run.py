@@ -22,6 +22,7 @@ from ..data.validate import check_training_classes
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
 from .trainer import RunSummary, Trainer
+from ..errors import CheckpointError
 
 if TYPE_CHECKING:  # the cache module is imported where it is used: building one is optional
     from ..distill.teacher_cache import TeacherCache
@@ -86,7 +87,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
         model = load_detector(m.name)
         got = model.roi_heads.box_predictor.cls_score.out_features
         if got != num_classes:
-            raise ValueError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
+            raise ConfigError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
                              f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
@@ -247,7 +248,7 @@ def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, lo
     from ..distill.distiller import Distiller, PairingError
 
     if not cfg.teacher:
-        raise ValueError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+        raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
     data = data or open_datasets(cfg)
     teacher, ckpt = load_teacher(cfg.teacher)
     if list(ckpt["class_names"]) != list(data.train.class_names):
@@ -273,7 +274,7 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor}; --teacher-eval-images N sets how "
         "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
-        raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
+        raise ConfigError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
                          "or go on with --allow-weak-teacher")
     return score
@@ -306,7 +307,7 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
         previous_meta = read_checkpoint(out / "last.pt")["metadata"]
         previous = previous_meta.get("teacher", {}).get("sha256")
         if previous and previous != sha:
-            raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
+            raise CheckpointError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
                              f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
     teacher_score = check_teacher(teacher, cfg, data.val, log)
     run_info: dict[str, Any] = {"teacher_val_mAP50": teacher_score}
