@@ -8,7 +8,7 @@ import torch
 from detdistill.config import ConfigError, load_config
 from detdistill.data import SYNTHETIC_CLASS_NAMES
 from detdistill.data.base import DatasetError
-from detdistill.engine.run import cache_teacher, distill_student, train_detector
+from detdistill.engine.run import cache_teacher, distill_student, dry_run_report, train_detector
 from detdistill.models import build_detector, save_detector
 
 TINY = ["data.num_train_images=8", "data.num_eval_images=4", "data.test_split=null", "train.max_steps=2",
@@ -49,8 +49,8 @@ def test_distill_with_unlabelled_images_records_them_in_the_summary(tmp_path, te
 
 
 def test_dry_run_says_how_many_unlabelled_images_and_which_terms_see_them(teacher_file):
-    report = distill_student(_cfg(TINY + [f"teacher={teacher_file}", "distill.recipe=chen2017"], "synthetic:test",
-                                  pseudo=0.7), dry_run=True, log=lambda m: None)
+    report = dry_run_report(_cfg(TINY + [f"teacher={teacher_file}", "distill.recipe=chen2017"], "synthetic:test",
+                                 pseudo=0.7), log=lambda m: None)
     assert "unlabelled images: 4" in report
     assert "terms on unlabelled images: rpn_soft, rcn_soft, hint" in report
     assert "labelled images only: the student's supervised losses, rpn_bounded, rcn_bounded" in report
