@@ -389,7 +389,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(format_term_table())
         return 0
     from .engine.distributed import is_main_process
-    from .engine.run import distill_student
+    from .engine.run import distill_student, dry_run_report
 
     extra = []
     if args.teacher:
@@ -403,11 +403,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.teacher_eval_images is not None:
         extra.append(f"distill.teacher_eval_images={args.teacher_eval_images}")
     cfg = _load_run_config(args, extra)
+    if args.dry_run:
+        print(dry_run_report(cfg))
+        return 0
     with _interrupt_note(cfg):
-        result = distill_student(cfg, resume=args.resume, dry_run=args.dry_run, overwrite=args.overwrite)
-    if isinstance(result, str):
-        print(result)
-    elif is_main_process():
+        result = distill_student(cfg, resume=args.resume, overwrite=args.overwrite)
+    if is_main_process():
         print(f"run folder: {result.out_dir} (student-only last.pt / best.pt, metrics.jsonl, loss_curves.png)")
     return 0
 

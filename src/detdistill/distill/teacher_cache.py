@@ -568,27 +568,3 @@ def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path:
         f"{cache.verified['seconds']:.1f} s)")
     return cache
 
-
-def open_for_run(cfg: Any, teacher: torch.nn.Module, dataset: Any, augment: Any, teacher_sha256: str,
-                 previous_metadata: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-                 dist: Any = None) -> TeacherCache:
-    """``distill.teacher_cache`` of an ExperimentConfig, opened (built first if absent) for a run.
-
-    The cache is not part of a checkpoint; its manifest hash is. A resumed run refuses a cache whose manifest
-    differs from the one the run started with.
-    """
-    device = dist.device if dist is not None else torch.device("cpu")
-    teacher.to(device)
-    cache = open_or_build(cfg.distill.teacher_cache, teacher, cfg.teacher, dataset, augment,
-                          cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
-                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
-                          device=device)
-    before = (previous_metadata or {}).get("teacher_cache", {}).get("manifest_sha256")
-    if previous_metadata and before is None:
-        log("teacher cache: the run being resumed ran its teacher live; from here on it reads the cache")
-    elif before is not None and before != cache.sha256:
-        raise TeacherCacheError(f"{cache.dir}: the teacher cache's manifest changed since this run started (SHA-256 "
-                                f"{cache.sha256[:12]}… ≠ {before[:12]}…); resuming would mix two caches. Restore "
-                                "the old cache or start a new run folder")
-    return cache
-

@@ -93,6 +93,8 @@ class Trainer:
         dist: the distributed context (``init_distributed``); single process by default.
         run_info: JSON-able facts stored in every checkpoint's metadata and the summary.
         progress_label: the progress bar's label (``train``, ``distill``).
+        write_summary: write ``summary.json`` at the end of :meth:`fit` (a run object that tests the model
+            afterwards writes it itself, once, when the run is done).
 
     Example::
 
@@ -114,6 +116,7 @@ class Trainer:
         dist: DistContext | None = None,
         run_info: dict[str, Any] | None = None,
         progress_label: str = "train",
+        write_summary: bool = True,
     ) -> None:
         self.optim_cfg, self.cfg = optim, train
         self.dist = dist or DistContext(device=_default_device(train.device))
@@ -123,6 +126,7 @@ class Trainer:
         self.export_fn = export_fn or (lambda m: {"state_dict": m.state_dict()})
         self.run_info = dict(run_info or {})
         self.progress_label = progress_label
+        self.write_summary = write_summary
         if train.threads:
             torch.set_num_threads(train.threads)
         if train.deterministic:
@@ -406,7 +410,8 @@ class Trainer:
             best_value=self.best_value, best_step=self.best_step, last_metrics=self.last_metrics,
             train_seconds=seconds, extra=self.run_info)
         if self.dist.is_main:
-            atomic_write_text(json.dumps(summary.to_dict(), indent=2), self.out_dir / "summary.json")
+            if self.write_summary:
+                atomic_write_text(json.dumps(summary.to_dict(), indent=2), self.out_dir / "summary.json")
             try:
                 from ..reports.plots import plot_training_curves
 
