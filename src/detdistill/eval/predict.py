@@ -25,6 +25,7 @@ from torchvision.utils import draw_bounding_boxes
 
 from ..data.base import DatasetError, load_rgb_image
 from ..utils import atomic_write_text
+from .coco import EvalInputError
 from .inference import _ModeGuard, _model_device, outputs_to_coco
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -48,12 +49,12 @@ def collect_images(sources: Sequence[str | Path]) -> list[Path]:
             paths.extend(found)
         elif src.is_file():
             if src.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{src}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+                raise EvalInputError(f"{src}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
             paths.append(src)
         else:
             raise FileNotFoundError(f"{src}: no such image file or folder")
     if not paths:
-        raise ValueError("no images given")
+        raise EvalInputError("no images given")
     return paths
 
 
@@ -67,9 +68,9 @@ def configure_detector(model: Any, *, score_threshold: float | None = None, nms:
     """
     for name, value in (("score_threshold", score_threshold), ("nms", nms)):
         if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+            raise EvalInputError(f"{name} must be in [0, 1], got {value}")
     if size is not None and size <= 0:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+        raise EvalInputError(f"size must be a positive number of pixels, got {size}")
     if score_threshold is not None:
         model.roi_heads.score_thresh = float(score_threshold)
     if nms is not None:
@@ -124,12 +125,12 @@ def predict_images(
                              ckpt["category_ids"])
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise EvalInputError(f"batch_size must be positive, got {batch_size}")
     if on_bad_image not in ON_BAD_IMAGE_CHOICES:
         raise DatasetError(f"--on-bad-image: value {on_bad_image!r}; choose one of {list(ON_BAD_IMAGE_CHOICES)}")
     ids = list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1))
     if len(ids) != len(class_names):
-        raise ValueError(f"{len(ids)} category ids for {len(class_names)} class names")
+        raise EvalInputError(f"{len(ids)} category ids for {len(class_names)} class names")
     out_dir = Path(out_dir)
     names = {cid: str(n) for cid, n in zip(ids, class_names)}
     colors = {cid: _PALETTE[k % len(_PALETTE)] for k, cid in enumerate(ids)}
@@ -137,7 +138,7 @@ def predict_images(
     paths = [Path(p) for p in images]
     numbers = list(range(1, len(paths) + 1)) if image_ids is None else [int(i) for i in image_ids]
     if len(numbers) != len(paths) or len(set(numbers)) != len(numbers):
-        raise ValueError(f"image_ids: {len(numbers)} ids ({len(set(numbers))} distinct) for {len(paths)} images")
+        raise EvalInputError(f"image_ids: {len(numbers)} ids ({len(set(numbers))} distinct) for {len(paths)} images")
     doc: dict[str, Any] = {"images": [], "annotations": [],
                            "categories": [{"id": int(c), "name": names[c]} for c in ids], "skipped": []}
     used_stems: set[str] = set()
