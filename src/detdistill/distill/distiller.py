@@ -350,7 +350,7 @@ class Distiller(nn.Module):
         reads = self._reads
         labelled = [is_labelled(t) for t in targets]
         unlabelled = [i for i, ok in enumerate(labelled) if not ok]
-        pseudo_score = getattr(self.config, "pseudo_label_score", None)
+        pseudo_score = self.config.pseudo_label_score
         need_teacher_rpn = "rpn" in reads
         teacher_out = TeacherOutputs()
         if self.terms or (unlabelled and pseudo_score is not None):
@@ -423,7 +423,7 @@ class Distiller(nn.Module):
     def _label_unlabelled(self, image_list, t_feats, targets, unlabelled, supervised, stats):  # noqa: ANN001, ANN202
         """Teacher boxes for the unlabelled images: their pseudo-labels (``distill.pseudo_label_score``, which
         makes them supervised) or the boxes of the GT-box masks; ``(targets, {image: boxes})``."""
-        pseudo = getattr(self.config, "pseudo_label_score", None)
+        pseudo = self.config.pseudo_label_score
         stats["unlabelled_images"] = float(len(unlabelled))
         if pseudo is None and "gt_boxes" not in self._reads_unlabelled:
             return targets, {}

@@ -84,7 +84,7 @@ def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = pri
     Returns ``(train set, facts for the summary or None)``. The unlabelled set is refused when it shares an
     image (by file content) with the validation or test split, and without a teacher (``distill=False``).
     """
-    spec = getattr(cfg.data, "unlabeled", None)
+    spec = cfg.data.unlabeled
     if not spec:
         return data.train, None
     if not distill:
@@ -101,11 +101,11 @@ def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = pri
     unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
                                **kwargs)
     refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
-    ratio = float(getattr(d, "unlabeled_ratio", 0.5))
+    ratio = d.unlabeled_ratio
     per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
     info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
             "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
-            "pseudo_label_score": getattr(cfg.distill, "pseudo_label_score", None)}
+            "pseudo_label_score": cfg.distill.pseudo_label_score}
     log(f"unlabelled images: {len(unlabeled)} from {spec}"
         + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
         + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
@@ -285,9 +285,10 @@ class TrainRun:
         self.folder = RunFolder(cfg.train.out_dir)
         self.previous_metadata: dict[str, Any] = {}
         self.data: Datasets | None = None
-        self.run_info: dict[str, Any] = {}
-        self.train_set: DetectionDataset | None = None  # data.train mixed with data.unlabeled, when set
+        self.train_set: DetectionDataset | None = None
+        """What the Trainer reads: ``data.train``, or it mixed with ``data.unlabeled`` (a distillation)."""
         self.unlabeled_info: dict[str, Any] | None = None
+        self.run_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------ the steps
     def prepare_folder(self) -> None:
@@ -295,7 +296,8 @@ class TrainRun:
 
     def build_datasets(self) -> Datasets:
         self.data = open_datasets(self.cfg)
-        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused without a teacher
+        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
+        self.train_set = self.data.train
         return self.data
 
     def build_model(self) -> nn.Module:
@@ -472,6 +474,7 @@ class DistillRun(TrainRun):
         if self._setup is None:
             self._setup = prepare_distillation(self.cfg, data=self.data, log=self.log)
             self.data = self._setup.data
+            self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
         return self._setup
 
     def dry_run_report(self) -> str:
@@ -481,16 +484,14 @@ class DistillRun(TrainRun):
         s = self.setup()
         size = (int(s.student.transform.min_size[-1]),) * 2
         adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
-        _, info = open_unlabeled_for_run(self.cfg, s.data, self.log)
-        unlabeled = "" if info is None else "\n" + "\n".join(
-            s.distiller.plan.unlabelled_lines(info["images"], info["pseudo_label_score"]))
-        return (f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}{unlabeled}"
-                f"\nadaptation parameters: {adapters} (trained with the student, not exported)")
+        report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
+        if self.unlabeled_info is not None:
+            report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
+                                                                        self.unlabeled_info["pseudo_label_score"]))
+        return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
 
     def build_datasets(self) -> Datasets:
-        data = self.setup().data
-        self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, data, self.log)
-        return data
+        return self.setup().data
 
     def build_model(self) -> nn.Module:
         s = self.setup()
