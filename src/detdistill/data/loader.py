@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import DetDistillError
+from ..errors import ConfigError
 from .base import DetectionDataset, RecordTable, Target, Transform, without_crowd
 
 
@@ -128,11 +128,11 @@ def unlabelled_per_batch(batch_size: int, ratio: float) -> int:
     (2, 1, 6)
     """
     if not 0.0 <= ratio < 1.0:
-        raise DetDistillError(f"data.unlabeled_ratio: value {ratio} must lie in [0, 1) (the unlabelled share of "
+        raise ConfigError(f"data.unlabeled_ratio: value {ratio} must lie in [0, 1) (the unlabelled share of "
                               "each batch; 1 would leave no labelled image)")
     count = int(math.floor(batch_size * ratio + 0.5))
     if count < 1 or count >= batch_size:
-        raise DetDistillError(
+        raise ConfigError(
             f"data.unlabeled_ratio: value {ratio} with train.batch_size {batch_size} puts {count} unlabelled and "
             f"{batch_size - count} labelled images in a batch; each batch needs both. Choose a ratio near "
             f"{1 / batch_size:.2f}..{1 - 1 / batch_size:.2f} or a larger batch")
@@ -210,7 +210,7 @@ class MixedBatchSampler(ResumableBatchSampler):
     def __init__(self, num_labelled: int, num_unlabelled: int, batch_size: int, ratio: float, seed: int = 0,
                  shuffle: bool = True, drop_last: bool = True, num_replicas: int = 1, rank: int = 0) -> None:
         if num_unlabelled <= 0:
-            raise DetDistillError("data.unlabeled: the unlabelled set is empty")
+            raise ConfigError("data.unlabeled: the unlabelled set is empty")
         self.per_batch_unlabelled = unlabelled_per_batch(batch_size, ratio)
         super().__init__(num_labelled, batch_size - self.per_batch_unlabelled, seed=seed, shuffle=shuffle,
                          drop_last=drop_last, num_replicas=num_replicas, rank=rank)
