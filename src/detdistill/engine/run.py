@@ -184,17 +184,18 @@ def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = Fa
 
 
 def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                   dist: DistContext | None = None, overwrite: bool = True) -> RunSummary:
+                   dist: DistContext | None = None, overwrite: bool = True, data: Datasets | None = None) -> RunSummary:
     """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
 
     ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
+    ``data`` replaces the datasets ``cfg.data`` opens (e.g. ``shrink``'s hold-out split of the training set).
     """
     from ..models import checkpoint_payload
 
     validate_config(cfg)
     dist = dist or init_distributed(cfg.train.device)
     prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
-    data = open_datasets(cfg)
+    data = data or open_datasets(cfg)
     model = build_model(cfg, data.train.num_classes)
     out = Path(cfg.train.out_dir)
     meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
@@ -278,10 +279,12 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
 
 
 def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool = False, log: Log = print,
-                    dist: DistContext | None = None, overwrite: bool = True) -> RunSummary | str:
+                    dist: DistContext | None = None, overwrite: bool = True,
+                    data: Datasets | None = None) -> RunSummary | str:
     """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``. ``dry_run`` returns the pairing report.
 
     ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
+    ``data`` replaces the datasets ``cfg.data`` opens (e.g. ``shrink``'s hold-out split of the training set).
     """
     from ..models import checkpoint_payload, describe_pairing
 
@@ -289,7 +292,7 @@ def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool =
     dist = dist or init_distributed(cfg.train.device)
     if not dry_run:
         prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
-    data, teacher, ckpt, student, distiller = prepare_distillation(cfg, log=log)
+    data, teacher, ckpt, student, distiller = prepare_distillation(cfg, data, log=log)
     size = (int(student.transform.min_size[-1]),) * 2
     if dry_run:
         report = f"{describe_pairing(teacher, student, size)}\n{distiller.plan}"

@@ -1,0 +1,99 @@
+"""The speed target, which candidates meet it, and the Pareto front over (latency, parameters).
+
+The front is the set of candidates that no other candidate beats on both counts — *as fast or faster and
+with as many parameters or more* (one of them strictly). Parameters stand for capacity here: at a given
+latency the model with more of them is the one that may learn more, so the front is where to look for the
+most accurate student at each speed. A candidate off the front is slower than some other one that is at
+least as large.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import DetDistillError
+
+
+class TargetUnreachable(DetDistillError):
+    """No candidate meets the speed target on this machine (raised before any training)."""
+
+
+class TargetError(DetDistillError):
+    """The target is not a valid one (both or neither of speed-up and milliseconds, or not positive)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """``speed_up``: at least that many times the teacher's images/s; ``ms``: at most that median latency."""
+
+    speed_up: float | None = None
+    ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.speed_up is None) == (self.ms is None):
+            raise TargetError("shrink: give exactly one target, --target-speedup X or --target-ms M")
+        value = self.speed_up if self.speed_up is not None else self.ms
+        if not value > 0:  # also refuses NaN
+            flag = "--target-speedup" if self.speed_up is not None else "--target-ms"
+            raise TargetError(f"shrink: {flag} must be a positive number, got {value}")
+
+    def met(self, speed_up: float, median_ms: float) -> bool:
+        if self.speed_up is not None:
+            return speed_up >= self.speed_up
+        return median_ms <= float(self.ms)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f">= {self.speed_up:g}x the teacher's images/s" if self.speed_up is not None else \
+            f"<= {self.ms:g} ms per image"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the filter and the front look at: an id, the median latency, the speed-up and the parameters."""
+
+    id: str
+    median_ms: float
+    speed_up: float
+    params: int
+
+
+def feasible(rows: Sequence[Row], target: Target, threads: int = 1) -> list[Row]:
+    """The rows that meet ``target``; :class:`TargetUnreachable` naming the fastest one when none does."""
+    if not rows:
+        raise TargetUnreachable("shrink: no candidate to time (no student family pairs with this teacher)")
+    ok = [r for r in rows if target.met(r.speed_up, r.median_ms)]
+    if not ok:
+        best = min(rows, key=lambda r: r.median_ms)
+        raise TargetUnreachable(
+            f"shrink: target {target} is out of reach on this machine: the fastest of {len(rows)} candidates, "
+            f"{best.id}, measured {best.median_ms:.1f} ms per image ({best.speed_up:.2f}x the teacher's images/s, "
+            f"batch 1, {threads} thread(s)); lower the target or give more --threads")
+    return ok
+
+
+def pareto_front(rows: Sequence[Row]) -> list[Row]:
+    """Rows not dominated in (lower latency, more parameters), fastest first.
+
+    >>> rows = [Row("a", 10, 3.0, 100), Row("b", 12, 2.5, 300), Row("c", 12, 2.5, 200), Row("d", 9, 3.3, 50)]
+    >>> [r.id for r in pareto_front(rows)]
+    ['d', 'a', 'b']
+    """
+    front = [r for r in rows
+             if not any(o.median_ms <= r.median_ms and o.params >= r.params
+                        and (o.median_ms < r.median_ms or o.params > r.params) for o in rows)]
+    return sorted(front, key=lambda r: (r.median_ms, -r.params, r.id))
+
+
+def shortlist(rows: Sequence[Row], target: Target, k: int, threads: int = 1) -> list[Row]:
+    """The ``k`` candidates to distil: those that meet the target, front members first, largest first.
+
+    On the front more parameters means slower, so this takes the front points that spend the most of the
+    latency budget; the rest fill up by parameters when the front has fewer than ``k``.
+    """
+    ok = feasible(rows, target, threads)
+    front = pareto_front(ok)
+    ids = {r.id for r in front}
+    rest = sorted((r for r in ok if r.id not in ids), key=lambda r: (-r.params, r.median_ms, r.id))
+    ordered = sorted(front, key=lambda r: (-r.params, r.median_ms, r.id)) + rest
+    return ordered[:max(1, k)]
