@@ -134,20 +134,19 @@ def _fmt_mult(m: float) -> str:
     return f"{m:.3g}".replace(".", "")
 
 
-def _zoo_specs(teacher: nn.Module, families: Sequence[Family]) -> Iterator[Candidate]:
-    for fam in families:
-        pairing = pairing_overrides(teacher, fam)
-        sampling = _train_sampling(teacher)
-        for mult in fam.multipliers:
-            for fpn in fam.fpn_channels:
-                for head in fam.heads:
-                    for tier, sp, sd in TEST_TIERS:
-                        knobs = _tier_knobs(teacher, sp, sd)
-                        overrides = {**pairing, fam.width_key: fam.width_value(mult), "fpn_channels": fpn,
-                                     "representation_size": head, **sampling, **knobs}
-                        cid = f"{fam.name}-w{_fmt_mult(mult)}-fpn{fpn}-head{head}-{tier}"
-                        yield Candidate(cid, "zoo", fam.name, fam.entry, overrides,
-                                        knobs={"width": mult, "fpn": fpn, "head": head, "test_tier": tier, **knobs})
+def _zoo_specs(teacher: nn.Module, fam: Family, tiers: Sequence[tuple[str, float, float]]) -> Iterator[Candidate]:
+    pairing = pairing_overrides(teacher, fam)
+    sampling = _train_sampling(teacher)
+    for mult in fam.multipliers:
+        for fpn in fam.fpn_channels:
+            for head in fam.heads:
+                for tier, sp, sd in tiers:
+                    knobs = _tier_knobs(teacher, sp, sd)
+                    overrides = {**pairing, fam.width_key: fam.width_value(mult), "fpn_channels": fpn,
+                                 "representation_size": head, **sampling, **knobs}
+                    cid = f"{fam.name}-w{_fmt_mult(mult)}-fpn{fpn}-head{head}-{tier}"
+                    yield Candidate(cid, "zoo", fam.name, fam.entry, overrides,
+                                    knobs={"width": mult, "fpn": fpn, "head": head, "test_tier": tier, **knobs})
 
 
 def set_test_knobs(model: nn.Module, knobs: dict[str, int]) -> nn.Module:
@@ -162,45 +161,57 @@ def set_test_knobs(model: nn.Module, knobs: dict[str, int]) -> nn.Module:
     return model
 
 
-def build_candidate(candidate: Candidate, teacher: nn.Module, seed: int = 0) -> nn.Module:
-    """The (untrained zoo / teacher-initialised low-rank) model of a candidate."""
+def build_candidate(candidate: Candidate, teacher: nn.Module, seed: int = 0,
+                    compressed: dict[float, nn.Module] | None = None) -> nn.Module:
+    """The (untrained zoo / teacher-initialised low-rank) model of a candidate.
+
+    ``compressed`` memoises the low-rank copy of the teacher per ratio (the test-time tiers share it).
+    """
     num_classes = int(teacher.roi_heads.box_predictor.cls_score.out_features)
     if candidate.kind == "zoo":
         seed_everything(seed)
         return build_detector(candidate.entry, num_classes, **candidate.overrides)
     from ..models.lowrank import compress_detector
 
-    student, _ = compress_detector(teacher, ratio=candidate.lowrank_ratio)
-    return set_test_knobs(student, candidate.overrides)
+    ratio = float(candidate.lowrank_ratio)  # type: ignore[arg-type]
+    memo = compressed if compressed is not None else {}
+    if ratio not in memo:
+        memo[ratio] = compress_detector(teacher, ratio=ratio)[0]
+    return set_test_knobs(copy.deepcopy(memo[ratio]), candidate.overrides)
 
 
 def generate_candidates(teacher: nn.Module, image_size: Sequence[int] | None = None,
                         families: Sequence[Family] = FAMILIES, lowrank_ratios: Sequence[float] = LOWRANK_RATIOS,
-                        seed: int = 0, log: Any = print) -> list[Candidate]:
+                        seed: int = 0, tiers: Sequence[tuple[str, float, float]] = TEST_TIERS,
+                        log: Any = print) -> list[Candidate]:
     """Every zoo-family member that pairs with ``teacher`` and every low-rank compression of it, with params and
     GFLOPs counted on a raw image of ``image_size`` (H, W; default the teacher's ``min_size`` square), as
-    ``detdistill describe`` counts them (``torch.utils.flop_counter``)."""
+    ``detdistill describe`` counts them (``torch.utils.flop_counter``). ``tiers``: the test-time tiers
+    (name, share of the teacher's proposals, share of its detections)."""
     side = int(teacher.transform.min_size[-1])
     h, w = (int(image_size[0]), int(image_size[-1])) if image_size is not None else (side, side)
     image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     out: list[Candidate] = []
-    dropped: dict[str, str] = {}
-    for cand in _zoo_specs(teacher, families):
-        try:
-            model = build_candidate(cand, teacher, seed)
-        except (ValueError, TypeError) as exc:  # a knob this family cannot take at this size
-            dropped.setdefault(cand.family, f"does not build with the teacher's settings ({exc})")
-            continue
-        report = describe_pairing(teacher, model)
-        if not report.pairs:
-            failed = ", ".join(c.name for c in report.checks() if not c.ok)
-            dropped.setdefault(cand.family, f"does not pair with the teacher ({failed})")
-            continue
-        cand.params = sum(p.numel() for p in model.parameters())
-        cand.gflops = count_flops(model, image) / 1e9
-        out.append(cand)
-    for family, why in dropped.items():
-        log(f"candidates: family {family} left out: {why}")
+    for fam in families:
+        members = []
+        for cand in _zoo_specs(teacher, fam, tiers):
+            try:
+                model = build_candidate(cand, teacher, seed)
+            except (ValueError, TypeError) as exc:  # a knob this family cannot take at this size
+                log(f"candidates: {cand.id} left out: it does not build with the teacher's settings ({exc})")
+                continue
+            report = describe_pairing(teacher, model)
+            if not report.pairs:
+                failed = ", ".join(c.name for c in report.checks() if not c.ok)
+                log(f"candidates: {cand.id} left out: it does not pair with the teacher ({failed})")
+                if not members:  # strides, anchors and transform are the family's, not the member's
+                    log(f"candidates: family {fam.name} left out: its first member does not pair with the teacher")
+                    break
+                continue
+            cand.params = sum(p.numel() for p in model.parameters())
+            cand.gflops = count_flops(model, image) / 1e9
+            members.append(cand)
+        out += members
     from ..models.lowrank import compress_detector
 
     for ratio in lowrank_ratios:
@@ -209,7 +220,7 @@ def generate_candidates(teacher: nn.Module, image_size: Sequence[int] | None = N
         except ValueError as exc:  # the ratio is out of reach for this teacher
             log(f"candidates: low-rank {ratio:g}x left out: {exc}")
             continue
-        for tier, sp, sd in TEST_TIERS:
+        for tier, sp, sd in tiers:
             knobs = _tier_knobs(teacher, sp, sd)
             model = set_test_knobs(copy.deepcopy(student), knobs)
             out.append(Candidate(

@@ -35,7 +35,8 @@ from ..config import ExperimentConfig, load_config
 from ..engine.run import Datasets, open_datasets
 from ..errors import DetDistillError
 from ..utils import atomic_output, atomic_write_text, file_sha256
-from .candidates import FAMILIES, LOWRANK_RATIOS, Candidate, Family, build_candidate, generate_candidates
+from .candidates import (FAMILIES, LOWRANK_RATIOS, TEST_TIERS, Candidate, Family, build_candidate,
+                         generate_candidates)
 from .front import Row, Target, pareto_front, shortlist
 from .holdout import HOLDOUT_FILE, holdout_split, overlapping_images, write_holdout
 from .timing import TEACHER, TimingTable, cached_timing, save_timing, time_candidates
@@ -153,13 +154,14 @@ def _search_datasets(cfg: ExperimentConfig, out: Path, fraction: float, seed: in
 
 
 def _candidates(teacher: nn.Module, teacher_sha: str, image_size: tuple[int, int], out: Path,
-                families: Sequence[Family], ratios: Sequence[float], log: Log) -> list[Candidate]:
+                families: Sequence[Family], ratios: Sequence[float], tiers: Sequence[tuple[str, float, float]],
+                log: Log) -> list[Candidate]:
     key = {"teacher_sha256": teacher_sha, "image_size": list(image_size), "families": [asdict(f) for f in families],
-           "lowrank_ratios": list(ratios)}
+           "lowrank_ratios": list(ratios), "tiers": [list(t) for t in tiers]}
     cached = _read_json(out / "candidates.json")
     if isinstance(cached, dict) and cached.get("key") == json.loads(json.dumps(key)):
         return [Candidate.from_dict(c) for c in cached["candidates"]]
-    cands = generate_candidates(teacher, image_size, families, ratios, log=log)
+    cands = generate_candidates(teacher, image_size, families, ratios, tiers=tiers, log=log)
     _write_json({"key": key, "candidates": [c.as_dict() for c in cands]}, out / "candidates.json")
     return cands
 
@@ -263,7 +265,8 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
            threads: int = 1, budget_steps: int = 300, candidates: int = 3, final_steps: int | None = None,
            with_baseline: bool = False, seeds: Sequence[int] = (0,), timing_images: int = 20,
            holdout_fraction: float = 0.2, holdout_seed: int = 0, families: Sequence[Family] = FAMILIES,
-           lowrank_ratios: Sequence[float] = LOWRANK_RATIOS, progress: bool = True, report: bool = True,
+           lowrank_ratios: Sequence[float] = LOWRANK_RATIOS, tiers: Sequence[tuple[str, float, float]] = TEST_TIERS,
+           progress: bool = True, report: bool = True,
            log: Log = print) -> ShrinkResult:
     """Find the most accurate distilled student of ``teacher`` that meets a speed target on this machine.
 
@@ -317,7 +320,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
     image_size = tuple(int(v) for v in data.val.load_image(0).shape[-2:])
 
     t0 = time.perf_counter()
-    cands = _candidates(teacher_model, sha, image_size, out, families, lowrank_ratios, log)
+    cands = _candidates(teacher_model, sha, image_size, out, families, lowrank_ratios, tiers, log)
     by_id = {c.id: c for c in cands}
     seconds["candidates"] = time.perf_counter() - t0
 

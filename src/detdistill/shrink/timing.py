@@ -76,7 +76,8 @@ def time_candidates(teacher: nn.Module, candidates: Sequence[Candidate], images:
     """Time the teacher and every candidate (built untrained, or from the teacher for low-rank ones)."""
     from tqdm.auto import tqdm
 
-    build = build or (lambda c: build_candidate(c, teacher))
+    compressed: dict[float, nn.Module] = {}
+    build = build or (lambda c: build_candidate(c, teacher, compressed=compressed))
     models: dict[str, nn.Module] = {TEACHER: teacher}
     for cand in tqdm(candidates, desc="shrink: build", unit="model", disable=not progress, leave=False):
         models[cand.id] = build(cand)
