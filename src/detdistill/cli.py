@@ -573,7 +573,8 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=3, help="how many candidates get a short distillation (K)")
     p.add_argument("--final-steps", type=int, default=None, help="steps of the chosen one (default: train.max_steps)")
     p.add_argument("--with-baseline", action="store_true", help="also train the chosen one without the teacher")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for every run, paired by seed")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every short run, paired by seed")
+    p.add_argument("--final-seeds", type=int, default=None, help="seeds 0..N-1 of the final runs (default --seeds)")
     p.add_argument("--timing-images", type=int, default=20, help="validation images each model is timed on")
     p.add_argument("--out", type=Path, required=True, help="run folder (rerun the same command to resume)")
     p.set_defaults(func=cmd_shrink)
@@ -586,7 +587,8 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
                     target_speedup=args.target_speedup, target_ms=args.target_ms, threads=args.threads,
                     budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
-                    with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images)
+                    with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
+                    final_seeds=None if args.final_seeds is None else range(args.final_seeds))
     print(f"page: {result.page}; chosen student: {result.checkpoint}")
     return 0
 

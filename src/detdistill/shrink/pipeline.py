@@ -72,6 +72,7 @@ class ShrinkResult:
     budget_steps: int
     final_steps: int
     seeds: list[int]
+    final_seeds: list[int]
     checkpoint: Path
     page: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -89,16 +90,27 @@ class ShrinkResult:
 def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) -> None:
     """Train one run of the search into ``cfg.train.out_dir``, resuming it when it was cut short.
 
-    The engine's run functions, given the search's datasets (the hold-out split, no test split): the one
-    place to switch to ``detdistill.study.run_study`` once it can take them.
+    The one place the search trains: the engine's run, given the search's datasets (the hold-out split, no
+    test split). With the run object of ``engine/run.py`` (``TrainRun`` / ``DistillRun``) the datasets are
+    handed to it; with the one-call functions, through their ``data`` argument.
     """
-    from ..engine.run import distill_student, train_detector
+    from ..engine import run as engine
 
     resume = (Path(cfg.train.out_dir) / "last.pt").is_file()
-    if distill:
-        distill_student(cfg, resume=resume, log=log, overwrite=True, data=data)
+    base = getattr(engine, "DistillRun" if distill else "TrainRun", None)
+    if base is not None:
+        class GivenData(base):  # type: ignore[misc, valid-type]
+            def build_datasets(self) -> Datasets:
+                self.data = data
+                return super().build_datasets() if distill else data
+
+        runner = GivenData(cfg, resume=resume, overwrite=True, log=log)
+        runner.data = data
+        runner.run()
+    elif distill:
+        engine.distill_student(cfg, resume=resume, log=log, overwrite=True, data=data)
     else:
-        train_detector(cfg, resume=resume, log=log, overwrite=True, data=data)
+        engine.train_detector(cfg, resume=resume, log=log, overwrite=True, data=data)
 
 
 def _file_log(path: Path) -> Log:
@@ -263,7 +275,8 @@ def _teacher_cache_dir(cfg: ExperimentConfig, out: Path, log: Log) -> str | None
 def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = None, *,
            out: str | Path, target_speedup: float | None = None, target_ms: float | None = None,
            threads: int = 1, budget_steps: int = 300, candidates: int = 3, final_steps: int | None = None,
-           with_baseline: bool = False, seeds: Sequence[int] = (0,), timing_images: int = 20,
+           with_baseline: bool = False, seeds: Sequence[int] = (0,), final_seeds: Sequence[int] | None = None,
+           timing_images: int = 20,
            holdout_fraction: float = 0.2, holdout_seed: int = 0, families: Sequence[Family] = FAMILIES,
            lowrank_ratios: Sequence[float] = LOWRANK_RATIOS, tiers: Sequence[tuple[str, float, float]] = TEST_TIERS,
            progress: bool = True, report: bool = True,
@@ -280,7 +293,8 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
         budget_steps: steps of each short distillation run; ``candidates``: how many candidates get one.
         final_steps: steps of the chosen candidate's final runs (default ``config.train.max_steps``).
         with_baseline: also train the chosen candidate without the teacher (same seeds, same schedule).
-        seeds: the seeds of every run; short runs and final runs are paired by seed.
+        seeds: the seeds of the short runs (every candidate runs every seed: paired by seed).
+        final_seeds: the seeds of the final runs (default ``seeds``); distilled and baseline pair by seed.
         timing_images: validation images each model is timed on (after 2 warm-up images).
 
     Raises:
@@ -298,7 +312,8 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
     seconds: dict[str, float] = {}
     target = Target(target_speedup, target_ms)
     seeds = [int(s) for s in seeds]
-    if budget_steps < 1 or candidates < 1 or threads < 1 or timing_images < 1 or not seeds:
+    final_seeds = [int(s) for s in (seeds if final_seeds is None else final_seeds)]
+    if budget_steps < 1 or candidates < 1 or threads < 1 or timing_images < 1 or not seeds or not final_seeds:
         raise ShrinkError(f"shrink: --budget-steps ({budget_steps}), --candidates ({candidates}), --threads "
                           f"({threads}) and the timing images ({timing_images}) must be >= 1, with one seed or more")
     teacher_path = Path(teacher)
@@ -367,7 +382,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
     t0 = time.perf_counter()
     final: dict[str, Any] = {}
     roles = [("distilled", str(teacher_path))] + ([("baseline", None)] if with_baseline else [])
-    final_jobs = [(role, tp, seed) for role, tp in roles for seed in seeds]
+    final_jobs = [(role, tp, seed) for role, tp in roles for seed in final_seeds]
     final_runs: dict[str, list[dict[str, Any]]] = {role: [] for role, _ in roles}
     fit_and_val = Datasets(data.train, data.val, None)
     if test is None:
@@ -388,7 +403,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
 
     from ..models import load_detector
 
-    best = out / "final" / f"distilled-seed{seeds[0]}" / "last.pt"
+    best = out / "final" / f"distilled-seed{final_seeds[0]}" / "last.pt"
     speed = _read_json(out / "final" / "speed.json")
     if not isinstance(speed, dict):
         from ..models.timing import Latency, interleaved_times
@@ -417,7 +432,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
         chosen=chosen, validation={"split": data.val.name, "images": len(data.val),
                                    "holdout": (out / HOLDOUT_FILE).is_file()},
         final=final, final_speed=speed, budget_steps=budget_steps, final_steps=final_steps, seeds=seeds,
-        checkpoint=checkpoint, seconds=seconds)
+        final_seeds=final_seeds, checkpoint=checkpoint, seconds=seconds)
     if report:
         result.page = write_report(result)
     log(f"shrink: {chosen}: test mAP@0.5 {final['distilled']['mean'].get('mAP50', 0):.3f} at "

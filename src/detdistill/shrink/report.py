@@ -153,7 +153,8 @@ def write_report(result: "ShrinkResult") -> Path:
              f"largest on the Pareto front of (latency, parameters) were distilled for {result.budget_steps} steps "
              f"(seeds {result.seeds}) and scored on {html.escape(val['split'])} ({val['images']} images"
              f"{', a seeded hold-out of the training split' if val['holdout'] else ''}); the best one was trained "
-             f"for {result.final_steps} steps and scored on the test split once, at the end.")
+             f"for {result.final_steps} steps (seeds {result.final_seeds}) and scored on the test split once, at "
+             "the end.")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>detdistill shrink</title>",
         f"<style>{STYLE}</style></head><body>",
