@@ -584,11 +584,16 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     from .config import load_config
     from .shrink import search
 
-    result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
-                    target_speedup=args.target_speedup, target_ms=args.target_ms, threads=args.threads,
-                    budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
-                    with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
-                    final_seeds=None if args.final_seeds is None else range(args.final_seeds))
+    try:
+        result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
+                        target_speedup=args.target_speedup, target_ms=args.target_ms, threads=args.threads,
+                        budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
+                        with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
+                        final_seeds=None if args.final_seeds is None else range(args.final_seeds))
+    except KeyboardInterrupt:
+        print(f"shrink: stopped; rerun the same command to resume ({args.out} keeps the timing table and every "
+              "finished run; a cut-short run continues from its last checkpoint)", file=sys.stderr)
+        raise
     print(f"page: {result.page}; chosen student: {result.checkpoint}")
     return 0
 
