@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--demo", action="store_true", help="the demo's config (synthetic, 1500 steps)")
     parser.add_argument("--target-speedup", type=float, default=None)
     parser.add_argument("--target-ms", type=float, default=None)
+    parser.add_argument("--target-margin", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget-steps", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=3)
@@ -66,6 +67,7 @@ def main() -> None:
     cfg = demo_config(args.out) if args.demo else load_config(args.config)
     final_seeds = list(range(args.final_seeds))
     result = search(args.teacher, cfg, out=args.out, target_speedup=args.target_speedup, target_ms=args.target_ms,
+                    target_margin=args.target_margin,
                     threads=args.threads, budget_steps=args.budget_steps, candidates=args.candidates,
                     final_steps=args.final_steps, with_baseline=args.with_baseline, seeds=range(args.seeds),
                     final_seeds=final_seeds, timing_images=args.timing_images)

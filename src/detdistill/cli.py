@@ -568,6 +568,8 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-speedup", type=float, help="at least X times the teacher's images/s")
     target.add_argument("--target-ms", type=float, help="at most M ms per image (batch 1)")
+    p.add_argument("--target-margin", type=float, default=0.05,
+                   help="share by which an untrained candidate's timing must beat the target to be admitted")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for timing and training (fixed, recorded)")
     p.add_argument("--budget-steps", type=int, default=300, help="steps of each candidate's short distillation")
     p.add_argument("--candidates", type=int, default=3, help="how many candidates get a short distillation (K)")
@@ -586,7 +588,8 @@ def cmd_shrink(args: argparse.Namespace) -> int:
 
     try:
         result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
-                        target_speedup=args.target_speedup, target_ms=args.target_ms, threads=args.threads,
+                        target_speedup=args.target_speedup, target_ms=args.target_ms,
+                        target_margin=args.target_margin, threads=args.threads,
                         budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
                         with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
                         final_seeds=None if args.final_seeds is None else range(args.final_seeds))

@@ -40,8 +40,19 @@ def test_unreachable_target_names_the_fastest_measured_figure() -> None:
     assert isinstance(info.value, DetDistillError)
 
 
+def test_the_margin_admits_only_candidates_clear_of_the_line() -> None:
+    # mid and twin sit exactly on 4x: met, but not admitted with a 5 % margin
+    target = Target(speed_up=4, margin=0.05)
+    assert target.met(4.0, 25.0) and not target.met(4.0, 25.0, with_margin=True)
+    assert {r.id for r in feasible(TABLE, target)} == {"small", "tiny", "tiny_fat_slow"}
+    assert {r.id for r in feasible(TABLE, Target(ms=20.5, margin=0.05))} == {"tiny", "tiny_fat_slow"}
+    with pytest.raises(TargetUnreachable, match="with a 5 % margin"):
+        feasible(TABLE, Target(speed_up=9.8, margin=0.05))
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"speed_up": 2, "ms": 3}, {"speed_up": 0}, {"ms": -1},
-                                    {"speed_up": float("nan")}])
+                                    {"speed_up": float("nan")}, {"speed_up": 2, "margin": -0.1},
+                                    {"speed_up": 2, "margin": 1.0}])
 def test_bad_targets_are_refused(kwargs) -> None:  # noqa: ANN001
     with pytest.raises(TargetError):
         Target(**kwargs)

@@ -25,10 +25,17 @@ class TargetError(DetDistillError):
 
 @dataclass(frozen=True)
 class Target:
-    """``speed_up``: at least that many times the teacher's images/s; ``ms``: at most that median latency."""
+    """``speed_up``: at least that many times the teacher's images/s; ``ms``: at most that median latency.
+
+    ``margin``: the share by which an *untrained candidate's* timing must beat the target to be admitted
+    (``met(..., with_margin=True)``). The search takes the largest admitted candidates, which sit just
+    inside the line, and a second timing of the trained model on a shared machine moves by a few per cent:
+    without a margin the chosen student would miss the target about half the time.
+    """
 
     speed_up: float | None = None
     ms: float | None = None
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.speed_up is None) == (self.ms is None):
@@ -37,15 +44,22 @@ class Target:
         if not value > 0:  # also refuses NaN
             flag = "--target-speedup" if self.speed_up is not None else "--target-ms"
             raise TargetError(f"shrink: {flag} must be a positive number, got {value}")
+        if not 0.0 <= self.margin < 1.0:
+            raise TargetError(f"shrink: --target-margin must be in [0, 1), got {self.margin}")
 
-    def met(self, speed_up: float, median_ms: float) -> bool:
+    def met(self, speed_up: float, median_ms: float, with_margin: bool = False) -> bool:
+        m = 1.0 + (self.margin if with_margin else 0.0)
         if self.speed_up is not None:
-            return speed_up >= self.speed_up
-        return median_ms <= float(self.ms)  # type: ignore[arg-type]
+            return speed_up >= self.speed_up * m
+        return median_ms * m <= float(self.ms)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         return f">= {self.speed_up:g}x the teacher's images/s" if self.speed_up is not None else \
             f"<= {self.ms:g} ms per image"
+
+    def admitted(self) -> str:
+        """The target as candidates are admitted (with the margin)."""
+        return str(self) + (f" with a {self.margin * 100:g} % margin" if self.margin else "")
 
 
 @dataclass(frozen=True)
@@ -62,11 +76,11 @@ def feasible(rows: Sequence[Row], target: Target, threads: int = 1) -> list[Row]
     """The rows that meet ``target``; :class:`TargetUnreachable` naming the fastest one when none does."""
     if not rows:
         raise TargetUnreachable("shrink: no candidate to time (no student family pairs with this teacher)")
-    ok = [r for r in rows if target.met(r.speed_up, r.median_ms)]
+    ok = [r for r in rows if target.met(r.speed_up, r.median_ms, with_margin=True)]
     if not ok:
         best = min(rows, key=lambda r: r.median_ms)
         raise TargetUnreachable(
-            f"shrink: target {target} is out of reach on this machine: the fastest of {len(rows)} candidates, "
+            f"shrink: target {target.admitted()} is out of reach on this machine: the fastest of {len(rows)} candidates, "
             f"{best.id}, measured {best.median_ms:.1f} ms per image ({best.speed_up:.2f}x the teacher's images/s, "
             f"batch 1, {threads} thread(s)); lower the target or give more --threads")
     return ok

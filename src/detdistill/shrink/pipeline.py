@@ -275,7 +275,8 @@ def _teacher_cache_dir(cfg: ExperimentConfig, out: Path, log: Log) -> str | None
 def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = None, *,
            out: str | Path, target_speedup: float | None = None, target_ms: float | None = None,
            threads: int = 1, budget_steps: int = 300, candidates: int = 3, final_steps: int | None = None,
-           with_baseline: bool = False, seeds: Sequence[int] = (0,), final_seeds: Sequence[int] | None = None,
+           target_margin: float = 0.05, with_baseline: bool = False, seeds: Sequence[int] = (0,),
+           final_seeds: Sequence[int] | None = None,
            timing_images: int = 20,
            holdout_fraction: float = 0.2, holdout_seed: int = 0, families: Sequence[Family] = FAMILIES,
            lowrank_ratios: Sequence[float] = LOWRANK_RATIOS, tiers: Sequence[tuple[str, float, float]] = TEST_TIERS,
@@ -289,7 +290,8 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
             every run uses; ``train.max_steps`` is the default ``final_steps``.
         out: the run folder (rerun with the same arguments to resume).
         target_speedup / target_ms: exactly one: at least X times the teacher's images/s, or at most M ms
-            per image (batch 1, ``threads`` CPU threads, measured here).
+            per image (batch 1, ``threads`` CPU threads, measured here). ``target_margin``: the share by
+            which an untrained candidate must beat the target to be admitted (the final check has none).
         budget_steps: steps of each short distillation run; ``candidates``: how many candidates get one.
         final_steps: steps of the chosen candidate's final runs (default ``config.train.max_steps``).
         with_baseline: also train the chosen candidate without the teacher (same seeds, same schedule).
@@ -310,7 +312,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
-    target = Target(target_speedup, target_ms)
+    target = Target(target_speedup, target_ms, target_margin)
     seeds = [int(s) for s in seeds]
     final_seeds = [int(s) for s in (seeds if final_seeds is None else final_seeds)]
     if budget_steps < 1 or candidates < 1 or threads < 1 or timing_images < 1 or not seeds or not final_seeds:
@@ -355,14 +357,14 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
     seconds["timing"] = time.perf_counter() - t0
 
     rows = [Row(c.id, timings.rows[c.id].median_ms, timings.rows[c.id].speed_up, c.params) for c in cands]
-    ok_ids = {r.id for r in rows if target.met(r.speed_up, r.median_ms)}
+    ok_ids = {r.id for r in rows if target.met(r.speed_up, r.median_ms, with_margin=True)}
     front_ids = [r.id for r in pareto_front(rows)]
     table = _table(cands, timings, ok_ids, front_ids, [], {})
     from .report import write_csv
 
     write_csv(table, out / "candidates.csv")
     picked = [r.id for r in shortlist(rows, target, candidates, threads)]  # TargetUnreachable: before any training
-    log(f"shrink: {len(ok_ids)} of {len(cands)} candidates meet the target ({target}); distilling "
+    log(f"shrink: {len(ok_ids)} of {len(cands)} candidates meet the target ({target.admitted()}); distilling "
         f"{len(picked)} for {budget_steps} steps x {len(seeds)} seed(s): {', '.join(picked)}")
 
     cfg.distill.teacher_cache = _teacher_cache_dir(cfg, out, log)
@@ -427,7 +429,8 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
                    "val": {"metrics": _evaluate(teacher_model, data.val, threads), "split": data.val.name}}
     seconds["total"] = time.perf_counter() - start
     result = ShrinkResult(
-        out_dir=out, target=str(target), target_value={"speed_up": target.speed_up, "ms": target.ms},
+        out_dir=out, target=str(target),
+        target_value={"speed_up": target.speed_up, "ms": target.ms, "margin": target.margin},
         threads=threads, teacher=teacher_row, candidates=table, shortlist=picked,
         chosen=chosen, validation={"split": data.val.name, "images": len(data.val),
                                    "holdout": (out / HOLDOUT_FILE).is_file()},
