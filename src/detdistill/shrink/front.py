@@ -64,12 +64,14 @@ class Target:
 
 @dataclass(frozen=True)
 class Row:
-    """What the filter and the front look at: an id, the median latency, the speed-up and the parameters."""
+    """What the filter and the front look at: an id, the median latency, the speed-up, the parameters and the
+    kind (``zoo``: trained from scratch; ``lowrank``: starts from the teacher's weights)."""
 
     id: str
     median_ms: float
     speed_up: float
     params: int
+    kind: str = "zoo"
 
 
 def feasible(rows: Sequence[Row], target: Target, threads: int = 1) -> list[Row]:
@@ -100,14 +102,24 @@ def pareto_front(rows: Sequence[Row]) -> list[Row]:
 
 
 def shortlist(rows: Sequence[Row], target: Target, k: int, threads: int = 1) -> list[Row]:
-    """The ``k`` candidates to distil: those that meet the target, front members first, largest first.
+    """The ``k`` candidates to distil: those admitted by the target, front members first, largest first.
 
     On the front more parameters means slower, so this takes the front points that spend the most of the
-    latency budget; the rest fill up by parameters when the front has fewer than ``k``.
+    latency budget. Each kind has its own front, taken in turn (zoo, low-rank, zoo, ...): a low-rank student
+    starts from the teacher's weights and a zoo one from scratch, so parameters do not rank one against the
+    other. The rest fill up by parameters when the fronts hold fewer than ``k``.
+
+    >>> rows = [Row("z1", 10, 3.0, 500), Row("z2", 8, 3.5, 300), Row("l1", 9, 3.2, 400, "lowrank")]
+    >>> [r.id for r in shortlist(rows, Target(speed_up=3), 2)]
+    ['z1', 'l1']
     """
     ok = feasible(rows, target, threads)
-    front = pareto_front(ok)
-    ids = {r.id for r in front}
-    rest = sorted((r for r in ok if r.id not in ids), key=lambda r: (-r.params, r.median_ms, r.id))
-    ordered = sorted(front, key=lambda r: (-r.params, r.median_ms, r.id)) + rest
+    kinds = sorted({r.kind for r in ok}, key=lambda kind: (kind != "zoo", kind))
+    fronts = [sorted(pareto_front([r for r in ok if r.kind == kind]), key=lambda r: (-r.params, r.median_ms, r.id))
+              for kind in kinds]
+    ordered: list[Row] = []
+    for i in range(max((len(f) for f in fronts), default=0)):
+        ordered += [f[i] for f in fronts if i < len(f)]
+    ids = {r.id for r in ordered}
+    ordered += sorted((r for r in ok if r.id not in ids), key=lambda r: (-r.params, r.median_ms, r.id))
     return ordered[:max(1, k)]

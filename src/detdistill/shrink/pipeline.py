@@ -356,7 +356,7 @@ def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = N
         log(f"shrink: timing table reused ({out / 'timing.json'})")
     seconds["timing"] = time.perf_counter() - t0
 
-    rows = [Row(c.id, timings.rows[c.id].median_ms, timings.rows[c.id].speed_up, c.params) for c in cands]
+    rows = [Row(c.id, timings.rows[c.id].median_ms, timings.rows[c.id].speed_up, c.params, c.kind) for c in cands]
     ok_ids = {r.id for r in rows if target.met(r.speed_up, r.median_ms, with_margin=True)}
     front_ids = [r.id for r in pareto_front(rows)]
     table = _table(cands, timings, ok_ids, front_ids, [], {})
