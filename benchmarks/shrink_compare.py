@@ -62,17 +62,30 @@ def main() -> None:
                         help="JSON model overrides of the hand pick (default: the demo's LEAN_STUDENT)")
     parser.add_argument("--timing-images", type=int, default=20)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hand-only", action="store_true",
+                        help="train only the hand pick (beside a search running in another process); rerun "
+                             "without it afterwards to compare (finished runs are reused)")
     args = parser.parse_args()
     start = time.perf_counter()
     cfg = demo_config(args.out) if args.demo else load_config(args.config)
     final_seeds = list(range(args.final_seeds))
+    if args.hand_only:
+        train_hand_pick(args, cfg, final_seeds, cfg.train.max_steps if args.final_steps is None else args.final_steps)
+        return
     result = search(args.teacher, cfg, out=args.out, target_speedup=args.target_speedup, target_ms=args.target_ms,
                     target_margin=args.target_margin,
                     threads=args.threads, budget_steps=args.budget_steps, candidates=args.candidates,
                     final_steps=args.final_steps, with_baseline=args.with_baseline, seeds=range(args.seeds),
                     final_seeds=final_seeds, timing_images=args.timing_images)
     search_seconds = time.perf_counter() - start
+    t0 = time.perf_counter()
+    hand_runs, data, test, teacher = train_hand_pick(args, cfg, final_seeds, result.final_steps)
+    hand_seconds = time.perf_counter() - t0
+    report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, hand_seconds)
 
+
+def train_hand_pick(args, cfg, final_seeds, steps):  # noqa: ANN001, ANN201
+    """The hand pick's distilled runs on the search's own training set (the same hold-out left out)."""
     if args.hand_overrides is None:
         from detdistill.demo.recipe import LEAN_STUDENT
 
@@ -84,14 +97,14 @@ def main() -> None:
     data, test = pipeline._search_datasets(cfg, args.out, 0.2, 0, lambda line: None)
     teacher, teacher_ckpt = load_teacher(args.teacher)
     hand_runs = []
-    t0 = time.perf_counter()
     for seed in final_seeds:
         hand_runs.append(pipeline._one_run(
             cfg, hand, teacher, teacher_ckpt, str(args.teacher), Datasets(data.train, data.val, None), test,
-            result.final_steps, seed, args.out / "hand_pick" / f"distilled-seed{seed}", args.threads, True,
-            "test.json"))
-    hand_seconds = time.perf_counter() - t0
+            steps, seed, args.out / "hand_pick" / f"distilled-seed{seed}", args.threads, True, "test.json"))
+    return hand_runs, data, test, teacher
 
+
+def report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, hand_seconds) -> None:  # noqa: ANN001
     images = [data.val.load_image(i) for i in range(min(args.timing_images, len(data.val)))]
     models = {"teacher": teacher, "chosen": load_detector(args.out / "final" / "distilled-seed0" / "last.pt"),
               "hand pick": load_detector(args.out / "hand_pick" / "distilled-seed0" / "last.pt")}
