@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--demo", action="store_true", help="the demo's config (synthetic, 1500 steps)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.add_argument("--target-speedup", type=float, default=None)
     parser.add_argument("--target-ms", type=float, default=None)
     parser.add_argument("--target-margin", type=float, default=0.05)
@@ -67,7 +68,7 @@ def main() -> None:
                              "without it afterwards to compare (finished runs are reused)")
     args = parser.parse_args()
     start = time.perf_counter()
-    cfg = demo_config(args.out) if args.demo else load_config(args.config)
+    cfg = demo_config(args.out) if args.demo else load_config(args.config, list(args.overrides))
     final_seeds = list(range(args.final_seeds))
     if args.hand_only:
         train_hand_pick(args, cfg, final_seeds, cfg.train.max_steps if args.final_steps is None else args.final_steps)
