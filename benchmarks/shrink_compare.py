@@ -112,7 +112,7 @@ def report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, 
     lat = {k: Latency.from_seconds(v) for k, v in interleaved_times(models, images, args.threads).items()}
     torch.set_num_threads(args.threads)
 
-    chosen = {s: r["metrics"] for s, r in ((int(k), v) for k, v in result.final["distilled"]["per_seed"].items())}
+    chosen = {int(k): v for k, v in result.final["distilled"]["per_seed"].items()}
     picked = {r["seed"]: r["metrics"] for r in hand_runs}
     lines = [f"search: {result.chosen} chosen on {result.validation['split']} ({result.validation['images']} images) "
              f"among {len(result.shortlist)} distilled for {result.budget_steps} steps; target {result.target}",
