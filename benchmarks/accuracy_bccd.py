@@ -7,7 +7,9 @@ teacher) and one distilled student per distillation recipe (`configs/bccd_distil
 (``<out>/accuracy_bccd.md`` and ``.csv``) mean ± std over seeds of mAP@0.5, AP@[.5:.95] and per-class AP50,
 the paired difference to the baseline (same seed: same initial weights and data order) with its 95 %
 t-interval, the seeds won, the share of the teacher-baseline gap closed, and the images/s ratio. Every run
-uses one torch thread (``--threads``, recorded).
+uses one torch thread (``--threads``, recorded). The runs go through the study runner
+(:func:`detdistill.study.run_study`): ``--jobs`` spawned single-thread processes, resumable from the run
+folders (a finished run is not retrained), the teacher scored once on the test split.
 
 Regimes: ``short`` (300 student iterations, where the measured gap is large, mostly platelets) and ``full``
 (1200 iterations, where the gap lives in AP@[.5:.95]). Cost on 2 CPU cores, measured: the teacher ~10 min
@@ -28,54 +30,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
-import os
 import statistics
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from detdistill.ablate import paired_difference
 from detdistill.config import load_config
-from detdistill.engine.run import distill_student, train_detector
-from detdistill.engine.trainer import RunSummary
+from detdistill.engine.run import train_detector
 from detdistill.models.weights import cache_dir
+from detdistill.study import Arm, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIMES = {"short": 300, "full": 1200}
-
-
-def _test_metrics(summary: RunSummary) -> dict:
-    return summary.extra["test"]["model"]
-
-
-def _per_class(run_dir: Path) -> dict[str, float]:
-    from detdistill.data.open import open_dataset
-    from detdistill.eval.inference import evaluate_model
-    from detdistill.models import load_detector
-
-    test = open_dataset(ROOT.parent / "shared" / "data" / "bccd", split="test", on_bad_box="skip")
-    result = evaluate_model(load_detector(run_dir / "last.pt"), test)
-    return {row["name"]: row["AP50"] for row in result.per_class}
-
-
-def _train_in_processes(args: argparse.Namespace, teacher: Path, kinds: list[str]) -> None:
-    """Every (seed, arm) run in its own single-thread child, ``args.jobs`` at a time, the longest arms first:
-    per-run tasks keep both cores busy where whole seeds split round-robin left one idle (5 seeds on 2 jobs:
-    3 against 2). Runs land in --out; a finished run (its result.json) is skipped by the child."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    # A distilled step costs more than a plain one, and the paper's objective (teacher RoI head) the most.
-    order = sorted(kinds, key=lambda kind: (kind == "baseline", kind != "kd_chen2017"))
-    tasks = [(seed, kind) for kind in order for seed in range(args.seeds)]
-    cmds = [[sys.executable, __file__, "--out", str(args.out), "--teacher", str(teacher), "--seeds",
-             str(args.seeds), "--regimes", *args.regimes, "--recipes", *args.recipes, "--threads",
-             str(args.threads), "--seed-ids", str(seed), "--arms", kind, "--set", *args.set] for seed, kind in tasks]
-    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the child processes
-        codes = list(pool.map(lambda cmd: subprocess.run(cmd, env=env).returncode, cmds))
-    failed = [cmd for cmd, code in zip(cmds, codes) if code != 0]
-    if failed:
-        raise SystemExit(f"{len(failed)} run process(es) failed, the first: {' '.join(map(str, failed[0]))}")
 
 
 def _speed_ratio(teacher: Path, student: Path, rounds: int = 3) -> tuple[float, float]:
@@ -110,10 +74,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra config overrides for every run, e.g. train.device=cuda data.num_workers=4")
     parser.add_argument("--regimes", nargs="+", default=["short", "full"], choices=sorted(REGIMES))
-    parser.add_argument("--arms", nargs="*", default=None,
-                        help="train only these arms (baseline, kd_<recipe>): what --jobs gives each child")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="train the seeds in this many single-thread processes (2 on a 2-core machine)")
+                        help="train the runs in this many single-thread processes (2 on a 2-core machine)")
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
     common = [f"data.source={data}", "train.progress=false", f"train.threads={args.threads}", *args.set]
@@ -131,50 +93,31 @@ def main() -> None:
             f"train.out_dir={args.out / 'teacher'}"])
         summary = train_detector(cfg, resume=True)
         teacher = Path(summary.last_checkpoint)
-    if any(o.startswith("distill.teacher_cache=") for o in args.set) and args.seed_ids is None:
-        from detdistill.engine.run import cache_teacher
-
-        # Built once up front (progress bar on), before any seed process; the distilled runs then read it.
-        cache_teacher(load_config(ROOT / "configs" / "bccd_distill.yaml",
-                                  common + [f"teacher={teacher}", "train.progress=true"]))
-    if args.jobs > 1 and args.seed_ids is None:
-        _train_in_processes(args, teacher, kinds)
-    rows = {}
-    teacher_metrics = None
-    seeds = args.seed_ids if args.seed_ids is not None else range(args.seeds)
+    # A distilled step costs more than a plain one, and the paper's objective (teacher RoI head) the most:
+    # the longest arms go first, so both processes stay busy to the end.
+    order = sorted(kinds, key=lambda kind: (kind == "baseline", kind != "kd_chen2017"))
+    arms = []
     for regime in args.regimes:
-        for seed in seeds:
-            for kind in kinds:
-                if args.arms is not None and kind not in args.arms:
-                    continue
-                run = args.out / regime / f"{kind}_seed{seed}"
-                done = run / "result.json"
-                if done.is_file():
-                    rows[(regime, kind, seed)] = json.loads(done.read_text())
-                    continue
-                overrides = common + [f"train.max_steps={REGIMES[regime]}", f"train.seed={seed}",
-                                      f"train.out_dir={run}"]
-                if kind == "baseline":
-                    summary = train_detector(load_config(ROOT / "configs" / "bccd_student.yaml", overrides), resume=True)
-                else:
-                    cfg = load_config(ROOT / "configs" / "bccd_distill.yaml",
-                                      overrides + [f"teacher={teacher}", f"distill.recipe={kind[3:]}"])
-                    summary = distill_student(cfg, resume=True)
-                    teacher_metrics = summary.extra["test"]["teacher"]
-                result = {**{k: _test_metrics(summary)[k] for k in ("mAP50", "AP")}, "per_class": _per_class(run),
-                          "train_seconds": summary.train_seconds}
-                done.write_text(json.dumps(result))
-                rows[(regime, kind, seed)] = result
+        steps = [f"train.max_steps={REGIMES[regime]}"]
+        for kind in order:
+            if kind == "baseline":
+                cfg = load_config(ROOT / "configs" / "bccd_student.yaml", common + steps)
+            else:
+                cfg = load_config(ROOT / "configs" / "bccd_distill.yaml",
+                                  common + steps + [f"teacher={teacher}", f"distill.recipe={kind[3:]}"])
+            arms.append(Arm(f"{regime}/{kind}", config=cfg, teacher=kind != "baseline"))
+    only = None if args.seed_ids is None else [(arm.name, s) for arm in arms for s in args.seed_ids]
+    if only == []:
+        print("trained the teacher; run again with --seeds N (no --seed-ids) for the table")
+        return
+    study = run_study(arms, args.seeds, args.out, jobs=args.jobs, threads=args.threads, teacher=teacher, runs=only,
+                      layout=lambda arm, seed: args.out / arm.split("/")[0] / f"{arm.split('/')[1]}_seed{seed}")
     if args.seed_ids is not None:
         print(f"trained seeds {args.seed_ids}; run again with --seeds N (no --seed-ids) for the table")
         return
-    if teacher_metrics is None:
-        from detdistill.data.open import open_dataset
-        from detdistill.eval.inference import evaluate_model
-        from detdistill.models import load_detector
-
-        test = open_dataset(data, split="test", on_bad_box="skip")
-        teacher_metrics = evaluate_model(load_detector(teacher), test).metrics
+    teacher_metrics = study.teacher["test"]
+    rows = {(regime, kind, r.seed): {**{k: r.test[k] for k in ("mAP50", "AP")}, "per_class": r.test_per_class}
+            for regime in args.regimes for kind in kinds for r in study.of(f"{regime}/{kind}")}
     print(f"teacher ({teacher}): mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}")
     lines = []
     table = [f"teacher: mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}; {args.seeds} seeds, "
@@ -199,7 +142,8 @@ def main() -> None:
                 if kind == "baseline":
                     cells.append("—")
                     continue
-                diff = paired_difference(values, [b[metric] for b in base_runs])
+                d = study.paired(f"{regime}/baseline", f"{regime}/{kind}", metric)  # kind − baseline, by seed
+                diff = (d.mean, d.ci_low, d.ci_high)
                 row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = diff
                 cells.append(f"{diff[0]:+.3f}" + ("" if len(values) == 1 else f" [{diff[1]:+.3f}, {diff[2]:+.3f}]"))
             base_map = statistics.mean([b["mAP50"] for b in base_runs])

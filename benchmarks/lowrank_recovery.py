@@ -139,8 +139,10 @@ def main() -> None:
         if "finetuned" not in r:
             t0 = time.perf_counter()
             folder = args.out / f"finetune{key}x"
+            # A run cut short before it was recorded is started afresh (its folder is this script's own).
             train_detector(load_config(None, [f"model.name={ckpt}",
-                                              *run_overrides(args.teacher, args.steps, args.lr, folder, args.set)]))
+                                              *run_overrides(args.teacher, args.steps, args.lr, folder, args.set)]),
+                           overwrite=True)
             r["finetuned"] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
             save()
         print(f"{key}x fine-tuned: mAP@0.5 {r['finetuned']['mAP50']:.3f}", flush=True)
@@ -149,7 +151,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 folder = args.out / f"{name}{key}x"
                 overrides = run_overrides(args.teacher, args.steps, args.lr, folder, [*args.set, *extra])
-                distill_student(load_config(None, [f"model.name={ckpt}", f"teacher={args.teacher}", *overrides]))
+                distill_student(load_config(None, [f"model.name={ckpt}", f"teacher={args.teacher}", *overrides]),
+                                overwrite=True)
                 r[name] = measure(folder / "last.pt", test, size, args.runs) | {"seconds": time.perf_counter() - t0}
                 save()
             print(f"{key}x {name}: mAP@0.5 {r[name]['mAP50']:.3f}", flush=True)

@@ -95,7 +95,7 @@ def test_second_call_reuses_the_cached_teacher_without_training(tmp_path, monkey
     folder = training.teacher_folder(QUICK, tmp_path)
     folder.mkdir(parents=True)
     (folder / "last.pt").write_bytes(b"x")
-    (folder / "DONE").write_text("{}")
+    (folder / "summary.json").write_text(json.dumps({"steps": QUICK.steps}))  # the run folder's done marker
     monkeypatch.setattr(training, "train_teacher", lambda *a, **k: pytest.fail("retrained a cached teacher"))
     printed: list[str] = []
     assert train_or_reuse_teacher(QUICK, tmp_path, printed.append) == folder / "last.pt"

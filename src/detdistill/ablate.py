@@ -8,9 +8,10 @@ layer with a student whose FPN width equals the teacher's). Every cell first res
 term can only be on in a cell that names it.
 
 Each run uses the seed for the student's initial weights and the data order, so seed k of every cell is
-paired with seed k of the baseline. Every run is scored at its last step on the validation split (used to
-choose) and on the test split (reported). Each finished run writes ``cells/<cell>/seed<k>/result.json``; a
-re-run skips finished runs (resumable). The table goes to ``ablation.md`` and ``ablation.csv``: per cell the
+paired with seed k of the baseline. The runs go through the study runner (:func:`detdistill.study.run_study`:
+resumable from the run folders, ``jobs`` spawned processes, the teacher scored once). Every run is scored at
+its last step on the validation split (used to choose) and on the test split (reported); its row of the table
+is ``cells/<cell>/seed<k>/result.json``. The table goes to ``ablation.md`` and ``ablation.csv``: per cell the
 mean ± std over seeds of mAP@0.5 and COCO AP on val and test, and the paired difference to the baseline
 (mean and 95 % t-interval over seeds). The torch thread count is fixed (``threads``, default 1) and recorded.
 """
@@ -23,24 +24,15 @@ import io
 import json
 import math
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
-from .config import DistillConfig, ExperimentConfig
 from . import stats
+from .config import DistillConfig, ExperimentConfig
+from .errors import ConfigError
 
 Log = Callable[[str], None]
-
-
-def paired_difference(values: list[float], baseline: list[float]) -> tuple[float, float, float]:
-    """``(mean, low, high)`` of ``values[k] − baseline[k]`` (:func:`detdistill.stats.paired_difference`)."""
-    diff = stats.paired_difference(baseline, values)
-    return diff.mean, diff.ci_low, diff.ci_high
 
 
 @dataclass(frozen=True)
@@ -60,17 +52,10 @@ class Cell:
         from .distill.terms import get_term, list_terms
 
         for spec in list_terms():
-            if spec.config is None:
-                setattr(distill, spec.name, None)
-            else:
-                spec.settings(distill).enabled = None
+            spec.settings(distill).enabled = None
         distill.recipe = self.recipe or "none"
         for name in self.terms:
-            spec = get_term(name)
-            if spec.config is None:
-                setattr(distill, name, True)
-            else:
-                spec.settings(distill).enabled = True
+            get_term(name).settings(distill).enabled = True
         for key, value in self.knobs.items():
             setattr(distill, key, value)
 
@@ -97,73 +82,33 @@ def registry_cells() -> dict[str, Cell]:
 
 
 def _teacher_fpn_channels(teacher_path: str) -> int:
-    from .models import load_detector
+    from .engine.run import load_teacher
 
-    return int(load_detector(teacher_path).backbone.out_channels)
-
-
-def _score_test(cfg: ExperimentConfig, checkpoint: Path, test_images: int | None) -> dict[str, float]:
-    from .engine.run import open_datasets
-    from .eval.inference import evaluate_model
-    from .models import load_detector
-
-    probe = copy.deepcopy(cfg)
-    probe.data.val_split = None
-    if test_images is not None and probe.data.source.startswith("synthetic"):
-        probe.data.num_eval_images = test_images
-    test = open_datasets(probe).test
-    return dict(evaluate_model(load_detector(checkpoint), test, batch_size=8).metrics)
+    return int(load_teacher(teacher_path)[0].backbone.out_channels)
 
 
-def run_cell(base: ExperimentConfig, cell: str | Cell, seed: int, out: Path, log: Log,
-             test_images: int | None = None) -> dict[str, Any]:
-    """Train one (cell, seed), score its last step on val and test; the result (cached in result.json).
-
-    ``test_images``: synthetic data only, the test split's size (the validation split keeps
-    ``data.num_eval_images``); real datasets use their whole test split.
-    """
-    from .engine.run import distill_student, train_detector
-
-    spec = cell if isinstance(cell, Cell) else registry_cells()[cell]
-    folder = out / "cells" / spec.name / f"seed{seed}"
-    done = folder / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+def cell_config(base: ExperimentConfig, spec: Cell, fpn_channels: int | None = None) -> ExperimentConfig:
+    """The config of one cell: ``base`` with the cell's terms (and, for matched cells, the teacher's FPN width)."""
     cfg = copy.deepcopy(base)
-    cfg.train.seed = seed
-    cfg.train.out_dir = str(folder)
-    cfg.train.progress = False
-    test_split, cfg.data.test_split = cfg.data.test_split, None  # scored below, without re-scoring the teacher
     if spec.matched:
-        cfg.model.overrides = {**cfg.model.overrides, "fpn_channels": _teacher_fpn_channels(cfg.teacher)}
-    if spec.recipe is None:
-        summary = train_detector(cfg, log=log)
-    else:
+        if fpn_channels is None:
+            fpn_channels = _teacher_fpn_channels(cfg.teacher)
+        cfg.model.overrides = {**cfg.model.overrides, "fpn_channels": fpn_channels}
+    if spec.recipe is not None:
         spec.apply(cfg.distill)
-        summary = distill_student(cfg, log=log)
-    val = summary.last_metrics
-    result: dict[str, Any] = {"cell": spec.name, "seed": seed, "threads": cfg.train.threads,
-                              "val_mAP50": float(val["mAP50"]) if "mAP50" in val else None,
-                              "val_AP": float(val["AP"]) if "AP" in val else None,
-                              "train_seconds": summary.train_seconds}
-    if test_split is not None:
-        cfg.data.test_split = test_split
-        test = _score_test(cfg, Path(summary.last_checkpoint), test_images)
-        result.update({"mAP50": float(test["mAP50"]), "AP": float(test["AP"]), "test_images": test_images})
+    return cfg
+
+
+def result_row(run: Any) -> dict[str, Any]:
+    """A cell's row of the table from its :class:`~detdistill.study.RunResult` (test, or val without a test split)."""
+    row: dict[str, Any] = {"cell": run.arm, "seed": run.seed, "threads": run.threads,
+                           "val_mAP50": run.score("mAP50", "val"), "val_AP": run.score("AP", "val"),
+                           "train_seconds": run.train_seconds}
+    if run.test is not None:
+        row.update({"mAP50": run.score("mAP50"), "AP": run.score("AP"), "test_images": run.test_images})
     else:
-        result.update({"mAP50": result["val_mAP50"], "AP": result["val_AP"]})
-    from .utils import atomic_write_text
-
-    atomic_write_text(json.dumps(result), done)
-    return result
-
-
-def _run_job(job: tuple[ExperimentConfig, Cell, int, str, int | None]) -> dict[str, Any]:
-    base, cell, seed, out, test_images = job
-    import torch
-
-    torch.set_num_threads(base.train.threads or 1)
-    return run_cell(base, cell, seed, Path(out), log=lambda _msg: None, test_images=test_images)
+        row.update({"mAP50": row["val_mAP50"], "AP": row["val_AP"]})
+    return row
 
 
 def _mean_std(values: list[float]) -> str:
@@ -195,7 +140,9 @@ def summarise(results: dict[str, list[dict[str, Any]]], seeds: int, threads: int
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
             paired = [r for r in runs if r["seed"] in base and r.get(metric) is not None]
             if base and cell != "baseline" and paired:
-                diff = paired_difference([r[metric] for r in paired], [base[r["seed"]][metric] for r in paired])
+                # cell − baseline, paired by seed
+                d = stats.paired_difference([base[r["seed"]][metric] for r in paired], [r[metric] for r in paired])
+                diff = (d.mean, d.ci_low, d.ci_high)
                 row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = diff
                 diff_text = _diff_text(diff)
             else:
@@ -217,36 +164,32 @@ def ablate(base: ExperimentConfig, seeds: int = 5, cells: list[str] | None = Non
     synthetic test split's size (default 1000: a 0.02 effect is invisible on 200 images).
     """
     if not base.teacher:
-        raise ValueError("teacher: the ablation needs a trained teacher (--teacher PATH or teacher=PATH)")
+        raise ConfigError("teacher: the ablation needs a trained teacher (--teacher PATH or teacher=PATH)")
     if seeds < 1:
-        raise ValueError(f"--seeds: value {seeds} must be >= 1")
+        raise ConfigError(f"--seeds: value {seeds} must be >= 1")
     available = registry_cells()
     names = cells or list(available)
     unknown = [c for c in names if c not in available]
     if unknown:
-        raise ValueError(f"--cells: unknown cell(s) {unknown}; choose from {list(available)}")
+        raise ConfigError(f"--cells: unknown cell(s) {unknown}; choose from {list(available)}")
     if "baseline" not in names:
         names = ["baseline", *names]  # every difference is paired with the baseline
-    base = copy.deepcopy(base)
-    base.train.threads = threads
-    out = Path(out_dir)
-    todo = [(base, available[c], s, str(out), test_images) for s in range(seeds) for c in names]
-    if base.distill.teacher_cache and any(available[c].recipe is not None for c in names):
-        from .engine.run import cache_teacher
-
-        cache_teacher(copy.deepcopy(base), log=log)  # built once, with a progress bar; every cell and seed reads it
-    results: dict[str, list[dict]] = {c: [] for c in names}
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for result in tqdm(pool.map(_run_job, todo), total=len(todo), desc="ablation", unit="run"):
-                results[result["cell"]].append(result)
-    else:
-        for job in tqdm(todo, desc="ablation", unit="run"):
-            result = run_cell(job[0], job[1], job[2], out, log=lambda _msg: None, test_images=test_images)
-            results[result["cell"]].append(result)
-    table, rows = summarise(results, seeds, threads)
+    from .study import Arm, run_study
     from .utils import atomic_write_text
 
+    out = Path(out_dir)
+    needs_width = any(available[c].matched for c in names)
+    width = _teacher_fpn_channels(base.teacher) if needs_width else None  # the teacher read once, not per run
+    arms = [Arm(c, config=cell_config(base, available[c], width), teacher=available[c].recipe is not None)
+            for c in names]
+    study = run_study(arms, seeds, out, jobs=jobs, threads=threads, test_images=test_images, log=log,
+                      layout=lambda cell, seed: out / "cells" / cell / f"seed{seed}", score_teacher=False)
+    results: dict[str, list[dict]] = {c: [] for c in names}
+    for run in study.runs.values():
+        row = result_row(run)
+        atomic_write_text(json.dumps(row), Path(run.folder) / "result.json")
+        results[run.arm].append(row)
+    table, rows = summarise(results, seeds, threads)
     atomic_write_text(table + "\n", out / "ablation.md")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -249,6 +250,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
+                   help="an image that cannot be decoded: skip it (listed and counted in the summary and in "
+                        "detections.json) or stop with nothing written")
     p.set_defaults(func=cmd_predict)
 
 
@@ -263,9 +267,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
-                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device)
+                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
+                             on_bad_image=args.on_bad_image)
+    skipped = doc.get("skipped", [])
     print(f"{len(doc['annotations'])} detections on {len(doc['images'])} images; wrote {args.out}/detections.json "
-          f"and {len(doc['images'])} PNGs")
+          f"and {len(doc['images'])} PNGs" + (f"; {len(skipped)} skipped (cannot be decoded):" if skipped else ""))
+    for entry in skipped:
+        print(f"  skipped {entry['reason']}")
     return 0
 
 
@@ -381,7 +389,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(format_term_table())
         return 0
     from .engine.distributed import is_main_process
-    from .engine.run import distill_student
+    from .engine.run import distill_student, dry_run_report
 
     extra = []
     if args.teacher:
@@ -395,11 +403,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.teacher_eval_images is not None:
         extra.append(f"distill.teacher_eval_images={args.teacher_eval_images}")
     cfg = _load_run_config(args, extra)
+    if args.dry_run:
+        print(dry_run_report(cfg))
+        return 0
     with _interrupt_note(cfg):
-        result = distill_student(cfg, resume=args.resume, dry_run=args.dry_run, overwrite=args.overwrite)
-    if isinstance(result, str):
-        print(result)
-    elif is_main_process():
+        result = distill_student(cfg, resume=args.resume, overwrite=args.overwrite)
+    if is_main_process():
         print(f"run folder: {result.out_dir} (student-only last.pt / best.pt, metrics.jsonl, loss_curves.png)")
     return 0
 
@@ -411,6 +420,8 @@ def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
     p.add_argument("--config", type=Path, default=None, help="the distillation recipe (data, augmentation)")
     p.add_argument("--out", default=None, help="cache folder (default: distill.teacher_cache)")
+    p.add_argument("--verify", type=Path, default=None, metavar="DIR",
+                   help="only check the cache in DIR: manifest fields, every data file's size and content hash")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=cmd_cache_teacher)
 
@@ -419,6 +430,16 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engine.run import cache_teacher
 
+    if args.verify is not None:
+        from .distill.teacher_cache import verify_teacher_cache
+
+        if args.teacher or args.config or args.out or args.overrides:
+            raise UsageError("--verify DIR checks a built cache alone; give it without --teacher/--config/--out/"
+                             "overrides")
+        done = verify_teacher_cache(args.verify, progress=True)
+        print(f"teacher cache {args.verify}: OK ({done['entries']} entries, {done['files']} files, "
+              f"{done['bytes'] / 2**20:.1f} MiB: sizes and blake2b hashes match the manifest, {done['seconds']:.1f} s)")
+        return 0
     cfg = load_config(args.config, list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []))
     cache = cache_teacher(cfg, args.out)
     print(f"teacher cache: {cache.dir} (use it with distill.teacher_cache={cache.dir})")
@@ -640,15 +661,18 @@ def one_line(exc: BaseException) -> str:
 
 
 def _user_error(exc: BaseException) -> bool:
+    """A problem the user can fix (printed as one line) rather than a bug (which keeps its traceback)."""
+    from .engine.trainer import NonFiniteLossError
     from .errors import DetDistillError
 
-    if isinstance(exc, (UsageError, DetDistillError, ValueError, FileNotFoundError, KeyError)):
-        return True
-    if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
-        return True
-    # Errors this package raises for bad input derive from DetDistillError; a diverged run names itself.
-    # torch's own RuntimeErrors (a bug, or a deep failure) keep their traceback.
-    return type(exc).__name__ == "NonFiniteLossError"
+    # Bad input of this package derives from DetDistillError; the OS's file errors name the path; a diverged
+    # run names its step. A bare ValueError or KeyError is a bug here, wherever it was raised.
+    return isinstance(exc, (UsageError, DetDistillError, NonFiniteLossError, FileNotFoundError, NotADirectoryError,
+                            IsADirectoryError, FileExistsError, PermissionError))
+
+
+REPORT_BUG = ("detdistill: this is a bug, not a problem with your input; please report it with the command line "
+              "and the traceback above")
 
 
 _ARGV: list[str] = []  # the command line, for the resume hint after Ctrl-C
@@ -686,8 +710,12 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
-        if args.debug or not _user_error(exc):
+        if args.debug:
             raise
+        if not _user_error(exc):
+            traceback.print_exc()
+            print(REPORT_BUG, file=sys.stderr)
+            return 1
         print(f"detdistill {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 

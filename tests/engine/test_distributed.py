@@ -37,6 +37,20 @@ def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_whole_run_under_two_ranks_scores_its_test_split_without_waiting_forever(tmp_path):
+    """The final test evaluation gathers detections from every rank: all ranks must enter it (not only the
+    one that writes), or rank 0 waits for ever. Only rank 0 keeps the scores and writes summary.json."""
+    import json
+
+    _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             str(Path(__file__).parent / "run_ddp_run.py"), str(tmp_path)])
+    main, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    stored = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(main["extra"]["test"]) == {"model"} and 0 <= main["extra"]["test"]["model"]["mAP50"] <= 1
+    assert stored["extra"]["test"] == main["extra"]["test"] and "test" not in other["extra"]
+
+
+@pytest.mark.slow
 def test_two_nodes_by_c10d_rendezvous_match_one_process_with_twice_the_batch(tmp_path):
     """Two torchrun launches (one process each) playing two nodes, as the README's multi-node command runs."""
     one, two = tmp_path / "one", tmp_path / "two"

@@ -1,6 +1,7 @@
 """train / distill runs from a config: outputs, student-only checkpoints, teacher checks, dry run, CLI."""
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -45,7 +46,7 @@ def test_distill_writes_a_student_only_checkpoint_and_guards_the_teacher(tmp_pat
     distill_student(load_config(None, overrides), log=lambda m: None)
     ckpt = read_checkpoint(out / "last.pt")
     sha = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
-    assert ckpt["metadata"]["teacher"]["sha256"] == sha and ckpt["metadata"]["distill"]["mu"] == 0.5
+    assert ckpt["metadata"]["teacher"]["sha256"] == sha and ckpt["metadata"]["distill"]["terms"]["rcn_soft"]["weight"] == 0.5  # 1 - mu
     assert ckpt["model_spec"]["name"] == "cpu_tiny"
     assert not any(k.startswith(("teacher", "adapters", "student.")) for k in ckpt["state_dict"])
     student = load_detector(out / "last.pt")  # loads strictly: exactly the student's tensors
@@ -110,3 +111,64 @@ def test_only_the_main_process_scores_the_test_split_and_prints_it(tmp_path):
                          extra={})
     _finish(summary, MustNotRun(), test, printed.append, DistContext(rank=1, world_size=2))
     assert printed == [] and "test" not in summary.extra and not (tmp_path / "summary.json").exists()
+
+
+def test_a_distillation_reads_the_teacher_file_once(tmp_path, teacher_file, monkeypatch):
+    import detdistill.models as models_pkg
+    import detdistill.models.checkpoint as checkpoint_mod
+
+    loads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):  # noqa: ANN001, ANN202
+        loads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    for where in (models_pkg, checkpoint_mod):
+        monkeypatch.setattr(where, "load_detector", lambda *a, **k: pytest.fail("loaded the teacher again"))
+    overrides = TINY + ["model.name=cpu_tiny", f"teacher={teacher_file}", f"train.out_dir={tmp_path / 'kd'}",
+                        "distill.allow_weak_teacher=true", "data.test_split=test", "data.num_eval_images=2"]
+    summary = distill_student(load_config(None, overrides), log=lambda m: None)
+    assert loads.count(str(teacher_file)) == 1
+    assert set(summary.extra["test"]) == {"model", "teacher"}  # the one teacher, scored beside the student
+    saved = json.loads((tmp_path / "kd" / "summary.json").read_text())
+    assert saved["extra"]["test"] == summary.extra["test"] and saved["steps"] == 2
+
+
+def test_dry_run_report_is_a_string_and_writes_nothing(tmp_path, teacher_file):
+    from detdistill.engine.run import dry_run_report
+
+    out = tmp_path / "kd"
+    report = dry_run_report(load_config(None, TINY + ["model.name=cpu_tiny", f"teacher={teacher_file}",
+                                                      f"train.out_dir={out}"]), log=lambda m: None)
+    assert isinstance(report, str) and "adaptation parameters:" in report and not out.exists()
+
+
+def test_a_run_folder_that_holds_a_run_is_refused_by_default(tmp_path, teacher_file):
+    from detdistill.config import ConfigError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"an earlier run")
+    cfg = load_config(None, TINY + ["model.name=cpu_tiny", f"train.out_dir={out}"])
+    with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
+        train_detector(cfg, log=lambda m: None)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        distill_student(load_config(None, TINY + ["model.name=cpu_tiny", f"teacher={teacher_file}",
+                                                  f"train.out_dir={out}"]), log=lambda m: None)
+    assert (out / "last.pt").read_bytes() == b"an earlier run"
+    train_detector(cfg, log=lambda m: None, overwrite=True)
+    assert read_checkpoint(out / "last.pt")["metadata"]["kind"] == "train"
+
+
+def test_cache_teacher_leaves_its_callers_config_unchanged(tmp_path, teacher_file):
+    import copy
+
+    from detdistill.engine.run import cache_teacher
+
+    cfg = load_config(None, TINY + ["data.num_train_images=2", "data.test_split=test", f"teacher={teacher_file}"])
+    before = copy.deepcopy(cfg)
+    cache = cache_teacher(cfg, tmp_path / "cache", log=lambda m: None)
+    assert len(cache) == 2 * 2  # two images, with and without the flip
+    assert cfg == before and cfg.data.val_split == "val" and cfg.data.test_split == "test"

@@ -2,9 +2,10 @@
 
 Each run is a plain :func:`~detdistill.engine.run.train_detector` / :func:`distill_student` call on a config
 built here. The teacher (when not cached) trains first, data-parallel over ``recipe.teacher_processes``
-spawned single-thread processes (gloo, as ``torchrun`` would run it); the students then train
-single-threaded, with ``jobs > 1`` in a pool of spawned processes, a seed's baseline and distilled student
-side by side.
+spawned single-thread processes (gloo, as ``torchrun`` would run it); the students then train through the
+study runner (:func:`detdistill.study.run_study`): ``recipe.threads`` threads each, with ``jobs > 1`` in a
+pool of spawned processes, a seed's baseline and distilled student side by side; a finished student (its
+run folder's ``summary.json``, same config) is not trained again.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import multiprocessing
 import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,8 +21,9 @@ from typing import Callable
 import torch
 
 from ..config import ExperimentConfig, config_to_dict
-from ..utils import atomic_write_text
+from ..engine.folder import RunFolder
 from .recipe import DemoRecipe
+from ..errors import ConfigError
 
 Log = Callable[[str], None]
 
@@ -79,8 +78,8 @@ def teacher_folder(recipe: DemoRecipe, cache_dir: Path) -> Path:
 
 
 def cached_teacher(recipe: DemoRecipe, cache_dir: Path) -> Path | None:
-    folder = teacher_folder(recipe, cache_dir)
-    return folder / "last.pt" if (folder / "DONE").is_file() else None
+    folder = RunFolder(teacher_folder(recipe, cache_dir))
+    return folder.last if folder.is_done(recipe.steps) else None
 
 
 def _teacher_rank(rank: int, world_size: int, port: int, recipe: DemoRecipe, folder: Path) -> None:
@@ -101,7 +100,7 @@ def _teacher_rank(rank: int, world_size: int, port: int, recipe: DemoRecipe, fol
 
 
 def train_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path:
-    """Train the teacher into the cache (resuming a run that was cut short) and mark it done."""
+    """Train the teacher into the cache, resuming a run that was cut short (its summary.json marks it done)."""
     from ..engine.run import train_detector
 
     folder = teacher_folder(recipe, cache_dir)
@@ -116,9 +115,7 @@ def train_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path
                            nprocs=recipe.teacher_processes, start_method="spawn")
     else:
         train_detector(experiment(recipe, "teacher", 0, folder), resume=True, log=log)
-    atomic_write_text(json.dumps({"finished": time.time(), "processes": recipe.teacher_processes}),
-                      folder / "DONE")
-    return folder / "last.pt"
+    return RunFolder(folder).last
 
 
 def train_or_reuse_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print) -> Path:
@@ -131,9 +128,12 @@ def train_or_reuse_teacher(recipe: DemoRecipe, cache_dir: Path, log: Log = print
     return train_teacher(recipe, cache_dir, log)
 
 
+ROLES_TRAINED = ("baseline", "distilled")
+
+
 def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teacher: Path | None,
                   log: Log = print) -> Path:
-    """The baseline (no teacher) or the distilled student (``DistillConfig()``'s default recipe)."""
+    """The baseline (no teacher) or the distilled student (``DistillConfig()``'s default recipe), in this process."""
     from ..engine.run import distill_student, train_detector
 
     cfg = experiment(recipe, role, seed, out_dir)
@@ -141,7 +141,7 @@ def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teach
         train_detector(cfg, log=log)
     elif role == "distilled":
         if teacher is None:
-            raise ValueError("distilled: no teacher checkpoint")
+            raise ConfigError("distilled: no teacher checkpoint")
         cfg.teacher = str(teacher)
         distill_student(cfg, log=log)
     else:
@@ -150,12 +150,8 @@ def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teach
 
 
 def finished_run(folder: Path, steps: int) -> bool:
-    """A run folder whose training reached ``steps``: the engine writes ``summary.json`` when a run ends."""
-    path = Path(folder) / "summary.json"
-    try:
-        return json.loads(path.read_text()).get("steps", 0) >= steps
-    except (OSError, ValueError):
-        return False
+    """A run folder whose training reached ``steps`` (:meth:`RunFolder.is_done`: its ``summary.json``)."""
+    return RunFolder(folder).is_done(steps)
 
 
 @dataclass(frozen=True)
@@ -165,28 +161,19 @@ class Job:
     out_dir: Path
 
 
-def _file_log(path: Path) -> Log:
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(line: str) -> None:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-
-    return log
-
-
-def _run_in_worker(recipe: DemoRecipe, job: Job, teacher: Path) -> Path:
-    # A spawned worker: its lines go to the run folder, the parent prints one line per finished run.
-    log = _file_log(Path(job.out_dir) / "demo.log")
-    return train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
-
-
 def train_all(recipe: DemoRecipe, jobs: list[Job], cache_dir: Path, log: Log = print,
               skip: Callable[[Job], bool] = lambda job: False) -> tuple[Path, dict[Job, Path]]:
     """The teacher (cached) and every student job; returns the teacher's checkpoint and each job's.
 
     ``skip(job)`` says a job already finished (resumable multi-seed runs); its checkpoint is returned as is.
+    The others go through :func:`~detdistill.study.run_study` (which also skips a finished run of the same
+    config, and retrains a folder that holds another config's run).
     """
+    from ..study import Arm, run_study
+
+    unknown = sorted({job.role for job in jobs} - set(ROLES_TRAINED))
+    if unknown:
+        raise ValueError(f"role must be 'baseline' or 'distilled', got {unknown[0]!r}")
     threads = torch.get_num_threads()
     results: dict[Job, Path] = {}
     todo = [job for job in jobs if not skip(job)]
@@ -196,19 +183,16 @@ def train_all(recipe: DemoRecipe, jobs: list[Job], cache_dir: Path, log: Log = p
     try:
         # Every student either needs the teacher or would share its cores, so it trains first and alone.
         teacher = train_or_reuse_teacher(recipe, cache_dir, log)
-        for job in todo:
-            with_teacher = " with the teacher" if job.role == "distilled" else ""
-            log(f"{job.role} (seed {job.seed}): training {recipe.student} for {recipe.steps} steps{with_teacher}"
-                + (f" (log: {job.out_dir}/demo.log)" if recipe.jobs > 1 else ""))
-        if recipe.jobs <= 1:
+        if todo:
+            folders = {(job.role, job.seed): Path(job.out_dir) for job in todo}
+            arms = [Arm(role, config=experiment(recipe, role, 0, Path(".")), teacher=role == "distilled")
+                    for role in dict.fromkeys(job.role for job in todo)]
+            run_study(arms, sorted({job.seed for job in todo}), Path(os.path.commonpath(list(folders.values()))),
+                      jobs=recipe.jobs, threads=recipe.threads, teacher=teacher, score_test=False,
+                      score_teacher=False, layout=lambda role, seed: folders[(role, seed)], runs=list(folders),
+                      overwrite=True, progress=False, log=log)
             for job in todo:
-                results[job] = train_student(recipe, job.role, job.seed, job.out_dir, teacher, log)
-            return teacher, results
-        with ProcessPoolExecutor(recipe.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending = {pool.submit(_run_in_worker, recipe, job, teacher): job for job in todo}
-            for future, job in pending.items():
-                results[job] = future.result()
-                log(f"{job.role} (seed {job.seed}): done")
+                results[job] = RunFolder(job.out_dir).last
         return teacher, results
     finally:
         torch.set_num_threads(threads)  # a run in this process set its own thread count

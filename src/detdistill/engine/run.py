@@ -1,7 +1,11 @@
 """Runs described by an :class:`~detdistill.config.ExperimentConfig`: ``train`` a detector, ``distill`` a student.
 
-These wire the library together (datasets → models → Trainer → evaluation) so that the CLI stays a thin
-layer and Python users get the same runs with one call.
+A run is one object (detectron2's ``DefaultTrainer`` split): :class:`TrainRun` builds the datasets, the model
+and the trained module, fits them with the :class:`~detdistill.engine.trainer.Trainer` and tests the result,
+returning one :class:`RunSummary`; :class:`DistillRun` is the same run with a teacher, read and checked once,
+and offers its pairing report as :meth:`DistillRun.dry_run_report`. The files a run writes are named by
+:class:`~detdistill.engine.folder.RunFolder`. ``train_detector`` / ``distill_student`` / ``cache_teacher``
+are the one-call forms the CLI and the study runner use.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -18,8 +22,11 @@ from torch import nn
 from ..config import ConfigError, ExperimentConfig, config_to_dict, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
+from ..data.validate import check_training_classes
+from ..errors import CheckpointError
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
+from .folder import RunFolder
 from .trainer import RunSummary, Trainer
 
 if TYPE_CHECKING:  # the cache module is imported where it is used: building one is optional
@@ -65,8 +72,44 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
 
     train = opened("data.train_split", d.train_split, d.num_train_images)
     assert train is not None
+    check_training_classes(train)  # repeated class names would make one class two outputs
     return Datasets(train, opened("data.val_split", d.val_split, d.num_eval_images),
                     opened("data.test_split", d.test_split, d.num_eval_images))
+
+
+def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
+                           distill: bool = True) -> tuple[DetectionDataset, dict[str, Any] | None]:
+    """The training set of a run: ``data.train``, mixed with the images of ``data.unlabeled`` when set.
+
+    Returns ``(train set, facts for the summary or None)``. The unlabelled set is refused when it shares an
+    image (by file content) with the validation or test split, and without a teacher (``distill=False``).
+    """
+    spec = cfg.data.unlabeled
+    if not spec:
+        return data.train, None
+    if not distill:
+        raise ConfigError(f"data.unlabeled: value {spec!r} needs a teacher to learn from images without labels; "
+                          "run `detdistill distill --teacher PATH`, or set data.unlabeled=null")
+    from ..data.loader import mix_datasets, unlabelled_per_batch
+    from ..data.unlabeled import open_unlabeled, refuse_overlap, split_spec
+
+    d = cfg.data
+    source = split_spec(spec)[0]
+    kwargs: dict[str, Any] = {}
+    if source.startswith("synthetic"):
+        kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
+    unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
+                               **kwargs)
+    refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
+    ratio = d.unlabeled_ratio
+    per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
+    info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
+            "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
+            "pseudo_label_score": cfg.distill.pseudo_label_score}
+    log(f"unlabelled images: {len(unlabeled)} from {spec}"
+        + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
+        + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
+    return mix_datasets(data.train, unlabeled, ratio), info
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -84,7 +127,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
         model = load_detector(m.name)
         got = model.roi_heads.box_predictor.cls_score.out_features
         if got != num_classes:
-            raise ValueError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
+            raise ConfigError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
                              f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
@@ -127,12 +170,12 @@ RESUMABLE_KEYS = frozenset({
     "train.max_steps", "train.eval_every", "train.checkpoint_every", "train.log_every", "train.progress",
     "train.device", "train.threads", "train.out_dir", "data.num_workers", "data.test_split",
     "teacher", "distill.teacher_min_map", "distill.allow_weak_teacher", "distill.teacher_eval_images",
-    # the cache only replaces the live teacher; its manifest hash is checked on resume (distill/teacher_cache.py)
+    # the cache only replaces the live teacher; its manifest hash is checked on resume (open_teacher_cache)
     "distill.teacher_cache", "distill.teacher_cache_dtype"})
 
 
 # What a run writes at the top of its folder (``--overwrite`` removes them before a fresh start).
-RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "loss_curves.png", "config.yaml")
+RUN_OUTPUTS = RunFolder.OUTPUTS
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,26 +188,29 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = False, log: Log = print) -> None:
-    """Check ``train.out_dir`` before anything is read or written.
+def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = False,
+                       log: Log = print) -> dict[str, Any]:
+    """Check ``train.out_dir`` before anything is read or written; the resumed checkpoint's metadata ({} if none).
 
     A new run refuses a folder that already holds files (a second run would silently replace the first)
     unless ``overwrite``. ``resume`` continues from ``last.pt`` and refuses config values that differ from
     the checkpoint's except :data:`RESUMABLE_KEYS`; without ``last.pt`` it says that it starts fresh.
     """
-    out = Path(cfg.train.out_dir)
+    folder = RunFolder(cfg.train.out_dir)
+    out = folder.path
     if out.exists() and not out.is_dir():
         raise ConfigError(f"train.out_dir: {out} is a file, not a folder; choose another run folder (--out DIR)")
-    last = out / "last.pt"
+    last = folder.last
     if resume:
         if not last.is_file():
             log(f"note: --resume: {out} has no last.pt yet; starting the run from step 0")
-            return
+            return {}
         from ..models import read_checkpoint
 
-        before = read_checkpoint(last)["metadata"].get("config")
+        metadata = read_checkpoint(last)["metadata"]
+        before = metadata.get("config")
         if not isinstance(before, dict):
-            return
+            return metadata
         old, new = _flatten(before), _flatten(config_to_dict(cfg))
         changed = [k for k in new if k in old and old[k] != new[k] and k not in RESUMABLE_KEYS]
         if changed:
@@ -172,68 +218,154 @@ def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = Fa
             raise ConfigError(f"--resume: {last} was trained with other settings ({diffs}); a resumed run keeps "
                               f"what its checkpoint was built with. Drop those overrides, or start a new run "
                               f"folder (--out DIR). Resuming may change: {', '.join(sorted(RESUMABLE_KEYS))}")
-        return
-    if out.is_dir() and any(out.iterdir()):
+        return metadata
+    if folder.holds_files():
         if not overwrite:
             held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
             raise ConfigError(f"train.out_dir: {out} already holds a run ({held}); continue it with --resume, "
                               f"replace it with --overwrite, or choose another folder with --out DIR")
         # A fresh run must not leave the old run's best.pt or summary beside its own, as if they were its.
-        for name in RUN_OUTPUTS:
-            (out / name).unlink(missing_ok=True)
+        folder.clear_outputs()
+    return {}
 
 
-def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                   dist: DistContext | None = None, overwrite: bool = True, data: Datasets | None = None) -> RunSummary:
-    """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
+def _quiet(_line: str) -> None:
+    return None
 
-    ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
-    ``data`` replaces the datasets ``cfg.data`` opens (e.g. ``shrink``'s hold-out split of the training set).
-    """
-    from ..models import checkpoint_payload
 
-    validate_config(cfg)
-    dist = dist or init_distributed(cfg.train.device)
-    prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
-    data = data or open_datasets(cfg)
-    model = build_model(cfg, data.train.num_classes)
-    out = Path(cfg.train.out_dir)
-    meta = {"kind": "train", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train)}
-    trainer = Trainer(
-        model, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
-        evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
-        export_fn=lambda m: checkpoint_payload(m, data.train.class_names, data.train.category_ids, meta))
-    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
-        save_config(cfg, out / "config.yaml")
-    summary = trainer.fit(resume=resume)
-    return _finish(summary, trainer.module, data.test, log, dist)
+def _process_group_active() -> bool:
+    import torch.distributed as torch_dist
+
+    return torch_dist.is_available() and torch_dist.is_initialized()
 
 
 def _finish(summary: RunSummary, model: nn.Module, test: DetectionDataset | None, log: Log, dist: DistContext,
             extra_models: dict[str, nn.Module] | None = None) -> RunSummary:
-    """Score the final model (and any extra ones, e.g. the teacher) on the test split; rewrite the summary.
+    """Score the final model (and any extra ones, e.g. the teacher) on the test split; write the summary.
 
-    Only the main process scores: the other data-parallel ranks hold the same weights (DDP), so they would
-    repeat the work and print the same line again."""
-    if test is not None and dist.is_main:
+    Under ``torchrun`` every rank enters the evaluation (it shards the images and gathers the detections, a
+    collective every rank must join, or rank 0 would wait for ever); only the main process stores, prints and
+    writes ``summary.json``. Without a process group (a rank told apart by ``dist`` alone) only the main
+    process scores: the others hold the same weights and would repeat its work."""
+    if test is not None and (dist.is_main or _process_group_active()):
         from ..eval.inference import evaluate_model
 
         models = {"model": model, **(extra_models or {})}
         scores = {name: dict(evaluate_model(m, test, batch_size=8).metrics) for name, m in models.items()}
-        summary.extra["test"] = scores
-        for name, metrics in scores.items():
-            log(f"test ({test.name}, {len(test)} images) {name}: {_headline(metrics)}")
+        if dist.is_main:
+            summary.extra["test"] = scores
+            for name, metrics in scores.items():
+                log(f"test ({test.name}, {len(test)} images) {name}: {_headline(metrics)}")
     if dist.is_main:
-        atomic_write_text(json.dumps(summary.to_dict(), indent=2), Path(summary.out_dir) / "summary.json")
+        atomic_write_text(json.dumps(summary.to_dict(), indent=2), RunFolder(summary.out_dir).summary)
     return summary
+
+
+class TrainRun:
+    """One training run of ``cfg``: :meth:`build_datasets`, :meth:`build_model`, :meth:`build_trainer`,
+    :meth:`fit`, :meth:`test`; :meth:`run` does them in order and returns the :class:`RunSummary`.
+
+    ``overwrite=False`` (the CLI's default too) refuses a run folder that already holds files unless
+    ``resume``. Subclasses change what is trained (:class:`DistillRun`) by overriding the ``build_*`` steps.
+
+    Example::
+
+        summary = TrainRun(load_config("configs/cpu_teacher.yaml")).run()
+    """
+
+    kind = "train"
+    progress_label = "train"
+
+    def __init__(self, cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, log: Log = print,
+                 dist: DistContext | None = None) -> None:
+        validate_config(cfg)
+        self.cfg, self.resume, self.overwrite = cfg, resume, overwrite
+        self.dist = dist or init_distributed(cfg.train.device)
+        self.log = log if self.dist.is_main else _quiet  # the other torchrun ranks would repeat every line
+        self.folder = RunFolder(cfg.train.out_dir)
+        self.previous_metadata: dict[str, Any] = {}
+        self.data: Datasets | None = None
+        self.train_set: DetectionDataset | None = None
+        """What the Trainer reads: ``data.train``, or it mixed with ``data.unlabeled`` (a distillation)."""
+        self.unlabeled_info: dict[str, Any] | None = None
+        self.run_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------ the steps
+    def prepare_folder(self) -> None:
+        self.previous_metadata = prepare_run_folder(self.cfg, self.resume, self.overwrite, self.log)
+
+    def build_datasets(self) -> Datasets:
+        self.data = open_datasets(self.cfg)
+        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
+        self.train_set = self.data.train
+        return self.data
+
+    def build_model(self) -> nn.Module:
+        """The module the Trainer trains (here the detector itself)."""
+        assert self.data is not None
+        return build_model(self.cfg, self.data.train.num_classes)
+
+    def exported(self, module: nn.Module) -> nn.Module:
+        """The detector a checkpoint holds, out of the trained module."""
+        return module
+
+    def metadata(self) -> dict[str, Any]:
+        assert self.data is not None
+        return {"kind": self.kind, "config": config_to_dict(self.cfg), "dataset": _dataset_info(self.data.train)}
+
+    def build_trainer(self, module: nn.Module) -> Trainer:
+        from ..models import checkpoint_payload
+
+        assert self.data is not None
+        data, meta = self.data, self.metadata()
+        return Trainer(
+            module, self.train_set if self.train_set is not None else data.train, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
+            evaluate_fn=make_evaluate_fn(data.val), num_workers=self.cfg.data.num_workers, dist=self.dist,
+            export_fn=lambda m: checkpoint_payload(self.exported(m), data.train.class_names,
+                                                   data.train.category_ids, meta),
+            run_info=self.run_info, progress_label=self.progress_label, write_summary=False)
+
+    def write_records(self) -> None:
+        """What the main process writes before step 1, once every check has passed: a config that ran."""
+        save_config(self.cfg, self.folder.config)
+
+    def fit(self, trainer: Trainer) -> RunSummary:
+        return trainer.fit(resume=self.resume)
+
+    def test_models(self, module: nn.Module) -> dict[str, nn.Module]:
+        """The models scored on the test split after training, by name (``model`` first)."""
+        return {"model": self.exported(module)}
+
+    def test(self, summary: RunSummary, module: nn.Module) -> RunSummary:
+        assert self.data is not None
+        models = self.test_models(module)
+        model = models.pop("model")
+        return _finish(summary, model, self.data.test, self.log, self.dist, extra_models=models)
+
+    def run(self) -> RunSummary:
+        """Check the folder, build, fit, test; ``summary.json`` (the run's done marker) is written once, last."""
+        self.prepare_folder()
+        self.build_datasets()
+        module = self.build_model()
+        trainer = self.build_trainer(module)
+        if self.dist.is_main:
+            self.write_records()
+        summary = self.fit(trainer)
+        return self.test(summary, trainer.module)
 
 
 # ------------------------------------------------------------------------------------------ distillation
 def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    from ..models import load_detector, read_checkpoint
+    """The teacher detector and its checkpoint dict, from one read of the file."""
+    from ..models import read_checkpoint
+    from ..models.factory import build_from_spec
+    from ..models.weights import check_and_load
 
     ckpt = read_checkpoint(path)
-    return load_detector(path), ckpt
+    model = build_from_spec(ckpt["model_spec"], source=path)
+    check_and_load(model, ckpt["state_dict"], path, what=f"'{ckpt['model_spec']['name']}' detector")
+    model.detdistill_spec = copy.deepcopy(ckpt["model_spec"])
+    return model.eval(), ckpt
 
 
 def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -241,12 +373,27 @@ def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in kwargs.items() if k in PAIRING_KWARGS}
 
 
-def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print):  # noqa: ANN201
+@dataclass
+class DistillSetup:
+    """What a distillation needs before step 1, every pairing check passed: the teacher (read once), the
+    student built to pair with it, and the Distiller joining the two."""
+
+    data: Datasets
+    teacher: nn.Module
+    teacher_checkpoint: dict[str, Any]
+    teacher_sha256: str
+    student: nn.Module
+    distiller: Any  # a distill.Distiller (imported where it is used: the distill package is optional here)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
     """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
-    from ..distill.distiller import Distiller, PairingError
+    from ..distill.distiller import Distiller
+    from ..errors import PairingError
 
     if not cfg.teacher:
-        raise ValueError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+        raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
     data = data or open_datasets(cfg)
     teacher, ckpt = load_teacher(cfg.teacher)
     if list(ckpt["class_names"]) != list(data.train.class_names):
@@ -254,7 +401,7 @@ def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, lo
                            f"{data.train.class_names}")
     student = build_model(cfg, data.train.num_classes, inherit=teacher_pairing_kwargs(ckpt))
     distiller = Distiller(teacher, student, cfg.distill)
-    return data, teacher, ckpt, student, distiller
+    return DistillSetup(data, teacher, ckpt, file_sha256(cfg.teacher), student, distiller)
 
 
 def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDataset | None, log: Log) -> float | None:
@@ -272,71 +419,155 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor}; --teacher-eval-images N sets how "
         "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
-        raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
+        raise ConfigError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
                          "or go on with --allow-weak-teacher")
     return score
 
 
-def distill_student(cfg: ExperimentConfig, resume: bool = False, dry_run: bool = False, log: Log = print,
-                    dist: DistContext | None = None, overwrite: bool = True,
-                    data: Datasets | None = None) -> RunSummary | str:
-    """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``. ``dry_run`` returns the pairing report.
+def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: DetectionDataset, augment: Any,
+                       teacher_sha256: str, previous_metadata: dict[str, Any] | None = None, log: Log = print,
+                       dist: DistContext | None = None) -> TeacherCache:
+    """``distill.teacher_cache`` opened (built first if absent) for a run: the run policy around the cache.
 
-    ``overwrite=False`` (the CLI's default) refuses a run folder that already holds files unless ``resume``.
-    ``data`` replaces the datasets ``cfg.data`` opens (e.g. ``shrink``'s hold-out split of the training set).
+    The cache is not part of a checkpoint; its manifest hash is. A resumed run refuses a cache whose manifest
+    differs from the one the run started with.
     """
-    from ..models import checkpoint_payload, describe_pairing
+    import torch
 
-    validate_config(cfg)
-    dist = dist or init_distributed(cfg.train.device)
-    if not dry_run:
-        prepare_run_folder(cfg, resume, overwrite, log if dist.is_main else (lambda m: None))
-    data, teacher, ckpt, student, distiller = prepare_distillation(cfg, data, log=log)
-    size = (int(student.transform.min_size[-1]),) * 2
-    if dry_run:
-        report = f"{describe_pairing(teacher, student, size)}\n{distiller.plan}"
-        adapters = sum(p.numel() for p in distiller.adapters.parameters())
+    from ..distill.teacher_cache import TeacherCacheError, open_or_build
+
+    device = dist.device if dist is not None else torch.device("cpu")
+    teacher.to(device)
+    cache = open_or_build(cfg.distill.teacher_cache, teacher, cfg.teacher, dataset, augment,
+                          cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
+                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
+                          device=device)
+    before = (previous_metadata or {}).get("teacher_cache", {}).get("manifest_sha256")
+    if previous_metadata and before is None:
+        log("teacher cache: the run being resumed ran its teacher live; from here on it reads the cache")
+    elif before is not None and before != cache.sha256:
+        raise TeacherCacheError(f"{cache.dir}: the teacher cache's manifest changed since this run started (SHA-256 "
+                                f"{cache.sha256[:12]}… ≠ {before[:12]}…); resuming would mix two caches. Restore "
+                                "the old cache or start a new run folder")
+    return cache
+
+
+class DistillRun(TrainRun):
+    """A :class:`TrainRun` that trains a :class:`~detdistill.distill.Distiller` (student + frozen teacher).
+
+    The teacher file is read once (:meth:`setup`), its classes and pairing checked, its validation score
+    checked against ``distill.teacher_min_map``, its SHA-256 recorded (and compared on resume). The teacher is
+    scored on the test split beside the student. :meth:`dry_run_report` returns the pairing report and the
+    term plan without touching the run folder.
+    """
+
+    kind = "distill"
+    progress_label = "distill"
+
+    def __init__(self, cfg: ExperimentConfig, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        self._setup: DistillSetup | None = None
+
+    def setup(self) -> DistillSetup:
+        """Datasets, the teacher (read once), the paired student and the Distiller; built on first use."""
+        if self._setup is None:
+            self._setup = prepare_distillation(self.cfg, data=self.data, log=self.log)
+            self.data = self._setup.data
+            self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
+        return self._setup
+
+    def dry_run_report(self) -> str:
+        """The pairing report, the term plan and the adaptation layers' size; nothing is written."""
+        from ..models import describe_pairing
+
+        s = self.setup()
+        size = (int(s.student.transform.min_size[-1]),) * 2
+        adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
+        report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
+        if self.unlabeled_info is not None:
+            report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
+                                                                        self.unlabeled_info["pseudo_label_score"]))
         return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
-    out = Path(cfg.train.out_dir)
-    sha = file_sha256(cfg.teacher)
-    previous_meta: dict[str, Any] = {}
-    if resume and (out / "last.pt").is_file():
-        from ..models import read_checkpoint
 
-        previous_meta = read_checkpoint(out / "last.pt")["metadata"]
-        previous = previous_meta.get("teacher", {}).get("sha256")
-        if previous and previous != sha:
-            raise ValueError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 {sha[:12]}… "
-                             f"≠ {previous[:12]}…); resuming would mix two teachers. Start a new run folder")
-    teacher_score = check_teacher(teacher, cfg, data.val, log)
-    run_info: dict[str, Any] = {"teacher_val_mAP50": teacher_score}
-    if cfg.distill.teacher_cache:
-        from ..distill.teacher_cache import open_for_run
+    def build_datasets(self) -> Datasets:
+        return self.setup().data
 
-        distiller.teacher_cache = open_for_run(cfg, teacher, data.train, augmentation(cfg).config, sha,
-                                               previous_meta, log=log, dist=dist)
-        run_info["teacher_cache"] = {"dir": str(cfg.distill.teacher_cache),
-                                     "manifest_sha256": distiller.teacher_cache.sha256}
-    elif previous_meta.get("teacher_cache"):
-        log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
-    meta = {"kind": "distill", "config": config_to_dict(cfg), "dataset": _dataset_info(data.train),
-            "teacher": {"path": str(cfg.teacher), "sha256": sha, "val_mAP50": teacher_score,
-                        "model_spec": ckpt["model_spec"]},
-            "distill": dataclasses.asdict(cfg.distill)}
-    trainer = Trainer(
-        distiller, data.train, cfg.optim, cfg.train, transforms=augmentation(cfg),
-        evaluate_fn=make_evaluate_fn(data.val), num_workers=cfg.data.num_workers, dist=dist,
-        export_fn=lambda d: checkpoint_payload(d.student, data.train.class_names, data.train.category_ids, meta),
-        run_info=run_info, progress_label="distill")
-    if dist.is_main:  # only once every check before step 1 has passed: config.yaml is a config that ran
-        save_config(cfg, out / "config.yaml")
-    summary = trainer.fit(resume=resume)
-    return _finish(summary, distiller.student, data.test, log, dist, extra_models={"teacher": teacher})
+    def build_model(self) -> nn.Module:
+        s = self.setup()
+        previous = self.previous_metadata.get("teacher", {}).get("sha256")
+        if previous and previous != s.teacher_sha256:
+            raise CheckpointError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
+                             f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
+                             "Start a new run folder")
+        score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)
+        s.extra["teacher_val_mAP50"] = score
+        self.run_info = {"teacher_val_mAP50": score}
+        if self.unlabeled_info is not None:
+            plan = s.distiller.plan
+            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
+                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
+        if self.cfg.distill.teacher_cache:
+            s.distiller.teacher_cache = open_teacher_cache(
+                self.cfg, s.teacher, self.train_set if self.train_set is not None else s.data.train, augmentation(self.cfg).config, s.teacher_sha256,
+                self.previous_metadata, log=self.log, dist=self.dist)
+            self.run_info["teacher_cache"] = {"dir": str(self.cfg.distill.teacher_cache),
+                                              "manifest_sha256": s.distiller.teacher_cache.sha256}
+        elif self.previous_metadata.get("teacher_cache"):
+            self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
+        return s.distiller
+
+    def exported(self, module: nn.Module) -> nn.Module:
+        return module.student
+
+    def metadata(self) -> dict[str, Any]:
+        s = self.setup()
+        return {**super().metadata(),
+                "teacher": {"path": str(self.cfg.teacher), "sha256": s.teacher_sha256,
+                            "val_mAP50": s.extra.get("teacher_val_mAP50"),
+                            "model_spec": s.teacher_checkpoint["model_spec"]},
+                "distill": dataclasses.asdict(self.cfg.distill)}
+
+    def write_records(self) -> None:
+        super().write_records()
+        s = self.setup()
+        adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
+        atomic_write_text(f"{s.distiller.plan}\nadaptation parameters: {adapters}\n", self.folder.plan)
+
+    def test_models(self, module: nn.Module) -> dict[str, nn.Module]:
+        return {"model": module.student, "teacher": self.setup().teacher}
+
+
+# ------------------------------------------------------------------------------------ one-call forms
+def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
+                   dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+    """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
+
+    ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
+    ``resume``. The same as ``TrainRun(cfg, ...).run()``.
+    """
+    return TrainRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+
+
+def distill_student(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
+                    dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+    """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``; the same as ``DistillRun(cfg, ...).run()``.
+
+    ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
+    ``resume``. The pairing report without training: :func:`dry_run_report`.
+    """
+    return DistillRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+
+
+def dry_run_report(cfg: ExperimentConfig, log: Log = print) -> str:
+    """``detdistill distill --dry-run``: the pairing report and the term plan of ``cfg``; writes nothing."""
+    return DistillRun(cfg, log=log).dry_run_report()
 
 
 def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print) -> TeacherCache:
-    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split."""
+    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split.
+
+    ``cfg`` is not changed (the cache covers the training split only, so a copy drops the others)."""
     from ..distill.teacher_cache import MANIFEST, TeacherCacheError, open_or_build
 
     if not cfg.teacher:
@@ -344,11 +575,13 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
     folder = out or cfg.distill.teacher_cache
     if not folder:
         raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
-    cfg.data.val_split = cfg.data.test_split = None  # the cache covers the training split only
+    cfg = copy.deepcopy(cfg)
+    cfg.data.val_split = cfg.data.test_split = None
     data = open_datasets(cfg)
+    train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
-    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
+    cache = open_or_build(folder, teacher, cfg.teacher, train_set, augmentation(cfg).config,
                           cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
                           progress=cfg.train.progress, log=log)
     if existed:

@@ -14,6 +14,7 @@ from ..utils import atomic_write_text
 from .analysis import format_table, write_analysis
 from .coco import COCO_KEYS, read_eval_files
 from .inference import EvalResult, evaluate_model, score_detections
+from .coco import EvalInputError
 
 
 def evaluate_files(
@@ -60,7 +61,7 @@ def evaluate_checkpoint(
 
     ckpt = read_checkpoint(checkpoint)
     if list(ckpt["class_names"]) != list(dataset.class_names):
-        raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+        raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
                          f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
     model = load_detector(checkpoint, map_location=device or "cpu")
     if min_score is not None:
@@ -124,12 +125,13 @@ def predict_checkpoint(
     batch_size: int = 4,
     device: str | None = None,
     progress: bool = True,
+    on_bad_image: str = "skip",
 ) -> dict[str, Any]:
     """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json.
 
     ``images`` is a list of files and folders (numbered 1..N in that order), or a ``DetectionDataset``: then
     each image keeps the dataset's own id and file name, so ``evaluate --gt`` on that dataset's ground truth
-    scores the detections against the right images.
+    scores the detections against the right images. ``on_bad_image``: see :func:`.predict.predict_images`.
     """
     from ..data.base import DetectionDataset
     from ..models import load_detector, read_checkpoint
@@ -143,7 +145,7 @@ def predict_checkpoint(
         image_ids = [int(r.image_id) for r in dataset.records]
         load_image = dataset.load_image
         if list(ckpt["class_names"]) != list(dataset.class_names):
-            raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+            raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
                              f"{dataset.class_names} ({dataset.name}); its category ids would not match")
     else:
         paths = collect_images(images)
@@ -151,4 +153,4 @@ def predict_checkpoint(
                                score_threshold=score_threshold, nms=nms, size=size)
     return predict_images(model, paths, out_dir, ckpt["class_names"], ckpt["category_ids"],
                           batch_size=batch_size, device=device, progress=progress, image_ids=image_ids,
-                          load_image=load_image)
+                          load_image=load_image, on_bad_image=on_bad_image)

@@ -13,8 +13,8 @@ from its last checkpoint)::
     student.pt        the chosen distilled student (a self-describing checkpoint)
     candidates.csv, summary.json, shrink.html, shrink.png
 
-Training goes through one function, :func:`train_run` (the engine's ``train_detector`` / ``distill_student``
-with the search's datasets), so that switching to a study runner is a change in one place.
+Training goes through one function, :func:`train_run` (the engine's run object with the search's datasets),
+so that switching to the study runner is a change in one place.
 """
 
 from __future__ import annotations
@@ -90,27 +90,27 @@ class ShrinkResult:
 def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) -> None:
     """Train one run of the search into ``cfg.train.out_dir``, resuming it when it was cut short.
 
-    The one place the search trains: the engine's run, given the search's datasets (the hold-out split, no
-    test split). With the run object of ``engine/run.py`` (``TrainRun`` / ``DistillRun``) the datasets are
-    handed to it; with the one-call functions, through their ``data`` argument.
+    The one place the search trains: the engine's run object (``TrainRun`` / ``DistillRun``) handed the
+    search's datasets (the hold-out split, no test split). ``detdistill.study.run_study`` opens every run's
+    datasets from its config, which cannot express a hold-out of the training split; when it can take them
+    this function is where to switch.
     """
-    from ..engine import run as engine
+    from ..engine.run import DistillRun, TrainRun
 
     resume = (Path(cfg.train.out_dir) / "last.pt").is_file()
-    base = getattr(engine, "DistillRun" if distill else "TrainRun", None)
-    if base is not None:
-        class GivenData(base):  # type: ignore[misc, valid-type]
-            def build_datasets(self) -> Datasets:
-                self.data = data
-                return super().build_datasets() if distill else data
+    base = DistillRun if distill else TrainRun
 
-        runner = GivenData(cfg, resume=resume, overwrite=True, log=log)
-        runner.data = data
-        runner.run()
-    elif distill:
-        engine.distill_student(cfg, resume=resume, log=log, overwrite=True, data=data)
-    else:
-        engine.train_detector(cfg, resume=resume, log=log, overwrite=True, data=data)
+    class GivenData(base):  # type: ignore[misc, valid-type]
+        def build_datasets(self) -> Datasets:
+            self.data = data
+            if distill:  # the distillation's setup reads self.data (and mixes in unlabelled images, if any)
+                return super().build_datasets()
+            self.train_set = data.train
+            return data
+
+    runner = GivenData(cfg, resume=resume, overwrite=True, log=log)
+    runner.data = data
+    runner.run()
 
 
 def _file_log(path: Path) -> Log:

@@ -10,16 +10,14 @@ from torch import Tensor
 
 from .context import TermContext
 from .masks import gt_box_mask, masked_imitation
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class HintGTConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 0.01
+class HintGTConfig(TermConfig):
+    weight: NonNegative = 0.01
     """λ_fg on the locations inside ground-truth boxes (FGFI's λ = 0.01, channel-summed distance)."""
-    bg_weight: float = 0.0
+    bg_weight: NonNegative = 0.0
     """λ_bg on the other locations, normalised by their own count (DeFeat; 0 = FGFI's GT-box imitation)."""
 
 
@@ -34,7 +32,7 @@ def hint_gt_loss(student: Tensor, teacher: Tensor, mask: Tensor, fg_weight: floa
 
 @register_term("hint_gt", reads=("features", "gt_boxes"), config=HintGTConfig, default_weight=0.01,
                summary="imitation inside the ground-truth boxes (DeFeat-style fg/bg weights)",
-               reference="Wang et al. CVPR 2019 Table 1; Guo et al. CVPR 2021 (DeFeat)", weighted_inside=True)
+               reference="Wang et al. CVPR 2019 Table 1; Guo et al. CVPR 2021 (DeFeat)", weighted_inside=True, needs_labels=True)
 def compute(ctx: TermContext, settings: HintGTConfig, cfg) -> Tensor:  # noqa: ANN001
     """Mean over paired levels of :func:`hint_gt_loss`, the mask at each level's measured stride."""
     terms = []
