@@ -36,3 +36,30 @@ def test_detdistill_error_is_still_a_value_error_for_old_callers():
     from detdistill.distill.distiller import PairingError
 
     assert issubclass(PairingError, ValueError) and issubclass(PairingError, DetDistillError)
+
+
+def test_the_cli_prints_user_errors_in_one_line_and_keeps_a_bugs_traceback(monkeypatch, capsys):
+    from detdistill import cli
+
+    def fails_with(exc):
+        def command(args):
+            raise exc
+        return command
+
+    parser = cli.build_parser()
+    for exc, code in ((DetDistillError("data.source: x.json: field 'images' missing"), 2),
+                      (FileNotFoundError(2, "No such file or directory", "runs/x/last.pt"), 2),
+                      (ValueError("an internal invariant broke"), 1), (KeyError("boxes"), 1)):
+        args = parser.parse_args(["models"])
+        args.func = fails_with(exc)
+        monkeypatch.setattr(cli, "parse_command_line", lambda parser, argv, a=args: a)
+        assert cli.main(["models"]) == code
+        err = capsys.readouterr().err
+        if code == 2:
+            assert err.count("\n") == 1 and "detdistill models: error:" in err
+        else:
+            assert "Traceback (most recent call last)" in err and "this is a bug" in err
+    assert "PairingError" in {c.__name__ for c in _package_exceptions().values()}
+    from detdistill.errors import ConfigError, PairingError
+
+    assert issubclass(ConfigError, DetDistillError) and issubclass(PairingError, DetDistillError)

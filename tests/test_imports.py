@@ -122,7 +122,10 @@ def test_registry_and_parts_import_no_entry_file():
 
 
 def test_lowrank_layers_is_a_leaf_of_the_package():
-    assert not {m for m in import_graph()["detdistill.models.lowrank.layers"] if m.startswith(PACKAGE)}
+    # errors.py (the error classes, importing nothing) is the one module a leaf may use.
+    assert not {m for m in import_graph()["detdistill.models.lowrank.layers"]
+                if m.startswith(PACKAGE) and m != "detdistill.errors"}
+    assert not import_graph()["detdistill.errors"]
 
 
 # The public names of detdistill.models before the models/ split (issue 22); none may disappear.
@@ -162,3 +165,33 @@ def test_names_importable_from_their_old_modules(module):
     mod = importlib.import_module(module)
     missing = [n for n in SUBMODULE_NAMES[module] if not hasattr(mod, n)]
     assert not missing, f"{module} lost {missing}"
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+# What the config may load of distillation: its own section (distill.config) and what that section is made of
+# (the term registry and the term files with their pure loss functions) — never the Distiller or the cache.
+CONFIG_MAY_REACH_IN_DISTILL = ("detdistill.distill.config", "detdistill.distill.terms", "detdistill.distill.losses")
+
+
+def test_layers_point_one_way():
+    graph = import_graph()
+    config = _reachable(graph, "detdistill.config")
+    assert not {m for m in config if m.startswith("detdistill.engine")}
+    assert not {m for m in config if m.startswith("detdistill.distill")
+                and not m.startswith(CONFIG_MAY_REACH_IN_DISTILL)}, "config reaches distillation code"
+    assert "detdistill.distill.distiller" not in config and "detdistill.cli" not in config
+    for module in (m for m in graph if m.startswith("detdistill.data")):
+        reached = _reachable(graph, module)
+        assert not {m for m in reached if m.startswith(("detdistill.distill", "detdistill.engine"))}, module
+    for module in (m for m in graph if m.startswith("detdistill.engine")):
+        assert "detdistill.cli" not in _reachable(graph, module), module
+    # The Distiller reads its section from beside it, not from the experiment schema.
+    assert "detdistill.config" not in _reachable(graph, "detdistill.distill.distiller")

@@ -26,10 +26,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import stats
-from .config import DistillConfig, ExperimentConfig
+from .config import ExperimentConfig
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .distill.config import DistillConfig
 
 Log = Callable[[str], None]
 
@@ -51,17 +55,10 @@ class Cell:
         from .distill.terms import get_term, list_terms
 
         for spec in list_terms():
-            if spec.config is None:
-                setattr(distill, spec.name, None)
-            else:
-                spec.settings(distill).enabled = None
+            spec.settings(distill).enabled = None
         distill.recipe = self.recipe or "none"
         for name in self.terms:
-            spec = get_term(name)
-            if spec.config is None:
-                setattr(distill, name, True)
-            else:
-                spec.settings(distill).enabled = True
+            get_term(name).settings(distill).enabled = True
         for key, value in self.knobs.items():
             setattr(distill, key, value)
 
@@ -170,14 +167,14 @@ def ablate(base: ExperimentConfig, seeds: int = 5, cells: list[str] | None = Non
     synthetic test split's size (default 1000: a 0.02 effect is invisible on 200 images).
     """
     if not base.teacher:
-        raise ValueError("teacher: the ablation needs a trained teacher (--teacher PATH or teacher=PATH)")
+        raise ConfigError("teacher: the ablation needs a trained teacher (--teacher PATH or teacher=PATH)")
     if seeds < 1:
-        raise ValueError(f"--seeds: value {seeds} must be >= 1")
+        raise ConfigError(f"--seeds: value {seeds} must be >= 1")
     available = registry_cells()
     names = cells or list(available)
     unknown = [c for c in names if c not in available]
     if unknown:
-        raise ValueError(f"--cells: unknown cell(s) {unknown}; choose from {list(available)}")
+        raise ConfigError(f"--cells: unknown cell(s) {unknown}; choose from {list(available)}")
     if "baseline" not in names:
         names = ["baseline", *names]  # every difference is paired with the baseline
     from .study import Arm, run_study

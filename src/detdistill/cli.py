@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -597,15 +598,18 @@ def one_line(exc: BaseException) -> str:
 
 
 def _user_error(exc: BaseException) -> bool:
+    """A problem the user can fix (printed as one line) rather than a bug (which keeps its traceback)."""
+    from .engine.trainer import NonFiniteLossError
     from .errors import DetDistillError
 
-    if isinstance(exc, (UsageError, DetDistillError, ValueError, FileNotFoundError, KeyError)):
-        return True
-    if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
-        return True
-    # Errors this package raises for bad input derive from DetDistillError; a diverged run names itself.
-    # torch's own RuntimeErrors (a bug, or a deep failure) keep their traceback.
-    return type(exc).__name__ == "NonFiniteLossError"
+    # Bad input of this package derives from DetDistillError; the OS's file errors name the path; a diverged
+    # run names its step. A bare ValueError or KeyError is a bug here, wherever it was raised.
+    return isinstance(exc, (UsageError, DetDistillError, NonFiniteLossError, FileNotFoundError, NotADirectoryError,
+                            IsADirectoryError, FileExistsError, PermissionError))
+
+
+REPORT_BUG = ("detdistill: this is a bug, not a problem with your input; please report it with the command line "
+              "and the traceback above")
 
 
 _ARGV: list[str] = []  # the command line, for the resume hint after Ctrl-C
@@ -643,8 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
-        if args.debug or not _user_error(exc):
+        if args.debug:
             raise
+        if not _user_error(exc):
+            traceback.print_exc()
+            print(REPORT_BUG, file=sys.stderr)
+            return 1
         print(f"detdistill {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 

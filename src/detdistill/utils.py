@@ -1,6 +1,7 @@
 """Small helpers shared by every concern: atomic checkpoint writes, safe loads, seeding."""
 
 from __future__ import annotations
+from .errors import CheckpointError
 
 import contextlib
 import hashlib
@@ -77,20 +78,20 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
     with open(path, "rb") as fh:
         head = fh.read(4)
     if not head:
-        raise ValueError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
     if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
         hint = " (an ONNX model? detdistill reads the .pt checkpoint it was exported from)" \
             if path.suffix.lower() == ".onnx" or head[:1] == b"\x08" else ""
-        raise ValueError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head!r}){hint}")
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head!r}){hint}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text:
-            raise ValueError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill does "
+            raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill does "
                              "not unpickle (safety); save a state dict or a detdistill checkpoint instead") from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise ValueError(f"{path}: cannot load as a checkpoint ({first})") from exc
+        raise CheckpointError(f"{path}: cannot load as a checkpoint ({first})") from exc
 
 
 def seed_everything(seed: int) -> None:

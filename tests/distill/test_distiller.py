@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from detdistill.config import DistillConfig
+from detdistill.errors import DetDistillError
 from detdistill.data import SyntheticConfig, SyntheticShapes
 from detdistill.distill.distiller import Distiller, PairingError
 from detdistill.models import build_detector
@@ -115,7 +116,7 @@ def test_rpn_terms_refused_when_anchors_differ_and_accepted_when_off():
     teacher, _ = _models()
     student = build_detector("cpu_tiny", 7, min_size=SIZE, max_size=SIZE,
                              anchor_sizes=((20,), (40,), (80,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
-    with pytest.raises(PairingError, match=r"anchor sizes.*distill\.rpn_soft=false distill\.rpn_bounded=false"):
+    with pytest.raises(PairingError, match=r"anchor sizes.*distill\.terms\.rpn_soft\.enabled=false distill\.terms\.rpn_bounded\.enabled=false"):
         Distiller(teacher, student, DistillConfig(recipe="chen2017"))
     distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017", rpn_soft=False, rpn_bounded=False)).train()
     losses = distiller(*_batch())
@@ -135,6 +136,9 @@ def test_checks_before_step_one_name_the_problem():
         Distiller(teacher, student, DistillConfig(recipe="chen2017", hint_levels=["0"], guided_levels=["1"]))
     with pytest.raises(PairingError, match="teacher has no level 'p9'"):
         Distiller(teacher, student, DistillConfig(recipe="chen2017", hint_levels=["p9"], guided_levels=["0"]))
+    # An unknown level is named even when the lists' lengths differ as well.
+    with pytest.raises(PairingError, match="distill.hint_levels: teacher has no level 'p9'"):
+        Distiller(teacher, student, DistillConfig(recipe="chen2017", hint_levels=["p9"]))
     with pytest.raises(PairingError, match="distill.adaptation"):
         Distiller(teacher, student, DistillConfig(recipe="chen2017", adaptation=False))
 
@@ -184,5 +188,31 @@ def test_zero_initialised_adapter_learns_before_it_guides_the_student():
 
 def test_unknown_adapter_init_is_refused_by_name():
     teacher, student = _models()
-    with pytest.raises(PairingError, match="adapter_init"):
+    # A choice outside the declared Literal is a config error (typed_config.check_ranges), named by key.
+    with pytest.raises(DetDistillError, match="'distill.adapter_init': unknown value 'xavier'"):
         Distiller(teacher, student, DistillConfig(recipe="chen2017", adapter_init="xavier"))
+
+
+def _losses(cfg):
+    teacher, student = _models()
+    torch.manual_seed(1)
+    return Distiller(teacher, student, cfg).train()(*_batch())
+
+
+def test_lambda_reg_scales_a_box_loss_only_where_its_bounded_term_joins_it():
+    plain, scaled = _losses(DistillConfig(recipe="none")), _losses(DistillConfig(recipe="none", lambda_reg=3.0))
+    assert {k: v.item() for k, v in plain.items()} == pytest.approx({k: v.item() for k, v in scaled.items()})
+    on = DistillConfig(recipe="none", rcn_bounded=True)
+    joined, joined_scaled = _losses(on), _losses(DistillConfig(recipe="none", rcn_bounded=True, lambda_reg=3.0))
+    assert joined_scaled["loss_box_reg"].item() == pytest.approx(3.0 * joined["loss_box_reg"].item(), rel=1e-5)
+    assert joined_scaled["loss_rpn_box_reg"].item() == pytest.approx(joined["loss_rpn_box_reg"].item(), rel=1e-6)
+
+
+def test_a_soft_terms_weight_is_its_share_of_the_classification_loss():
+    hard = _losses(DistillConfig(recipe="none"))["loss_classifier"].item()
+    half = _losses(DistillConfig(recipe="none", rcn_soft=True))["loss_classifier"].item()  # w = 0.5
+    cfg = DistillConfig(recipe="none", rcn_soft=True)
+    cfg.terms.rcn_soft.weight = 0.8
+    weighted = _losses(cfg)["loss_classifier"].item()
+    soft = 2 * half - hard  # 0.5 hard + 0.5 soft = half
+    assert weighted == pytest.approx(0.2 * hard + 0.8 * soft, rel=1e-4)

@@ -46,7 +46,7 @@ def test_distill_writes_a_student_only_checkpoint_and_guards_the_teacher(tmp_pat
     distill_student(load_config(None, overrides), log=lambda m: None)
     ckpt = read_checkpoint(out / "last.pt")
     sha = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
-    assert ckpt["metadata"]["teacher"]["sha256"] == sha and ckpt["metadata"]["distill"]["mu"] == 0.5
+    assert ckpt["metadata"]["teacher"]["sha256"] == sha and ckpt["metadata"]["distill"]["terms"]["rcn_soft"]["weight"] == 0.5  # 1 - mu
     assert ckpt["model_spec"]["name"] == "cpu_tiny"
     assert not any(k.startswith(("teacher", "adapters", "student.")) for k in ckpt["state_dict"])
     student = load_detector(out / "last.pt")  # loads strictly: exactly the student's tensors
@@ -146,7 +146,7 @@ def test_dry_run_report_is_a_string_and_writes_nothing(tmp_path, teacher_file):
 
 
 def test_a_run_folder_that_holds_a_run_is_refused_by_default(tmp_path, teacher_file):
-    from detdistill.config import ConfigError
+    from detdistill.errors import ConfigError
 
     out = tmp_path / "run"
     out.mkdir()

@@ -15,6 +15,7 @@ import yaml
 from ..utils import atomic_write_text
 from .base import DetectionDataset
 from .validate import read_text_file
+from .base import DatasetError
 
 
 def to_coco_dict(dataset: DetectionDataset) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def _export_images(dataset: DetectionDataset, image_dir: Path) -> list[str]:
             name = stem + src.suffix.lower()
             shutil.copyfile(src, image_dir / name)
         if name in seen:
-            raise ValueError(f"{dataset.name}: two images export to the same file name {name!r}")
+            raise DatasetError(f"{dataset.name}: two images export to the same file name {name!r}")
         seen.add(name)
         names.append(name)
     return names
@@ -184,7 +185,7 @@ def export_yolo(dataset: DetectionDataset, out: str | Path, split: str = "all") 
         old = cfg.get("names")
         old_list = [old[k] for k in sorted(old)] if isinstance(old, dict) else old
         if old_list is not None and list(old_list) != list(dataset.class_names):
-            raise ValueError(f"{yaml_path}: field 'names' has value {old_list!r}, which differs from this "
+            raise DatasetError(f"{yaml_path}: field 'names' has value {old_list!r}, which differs from this "
                              f"dataset's classes {dataset.class_names}; write to another folder")
     cfg[split] = f"images/{split}"
     cfg["nc"] = len(dataset.class_names)
@@ -207,5 +208,5 @@ def convert_dataset(dataset: DetectionDataset, to: str, out: str | Path, split: 
     split = split or getattr(dataset, "split", None) or "all"
     writers = {"coco": export_coco, "voc": export_voc, "yolo": export_yolo}
     if to not in writers:
-        raise ValueError(f"field 'to' has value {to!r}; choose one of {list(CONVERT_TARGETS)}")
+        raise DatasetError(f"field 'to' has value {to!r}; choose one of {list(CONVERT_TARGETS)}")
     return writers[to](dataset, out, split)

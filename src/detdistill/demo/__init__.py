@@ -23,6 +23,7 @@ from .recipe import FULL, QUICK, RECORDED_SPREAD_NOTE, ROLES, DemoRecipe
 from .scoring import ModelRow, score_models
 from .stats import mean_std, paired_difference
 from .training import Job, config_key, experiment, finished_run, student_config, train_all, train_or_reuse_teacher
+from ..errors import ConfigError
 
 __all__ = ["FULL", "QUICK", "DemoRecipe", "ModelRow", "run_demo", "run_seeds", "clear_cache", "format_table",
            "gap_closed", "train_or_reuse_teacher", "config_key", "experiment"]
@@ -35,7 +36,7 @@ def _recipe(quick: bool, threads: int | None, jobs: int | None) -> DemoRecipe:
     changes = {k: v for k, v in (("threads", threads), ("jobs", jobs)) if v is not None}
     for key, value in changes.items():
         if value < 1:
-            raise ValueError(f"demo: --{key} must be >= 1, got {value}")
+            raise ConfigError(f"demo: --{key} must be >= 1, got {value}")
     return recipe.with_(**changes)
 
 
@@ -206,7 +207,7 @@ def run_seeds(out_dir: str | Path = "reports/demo", seeds: int = 3, quick: bool 
     from ..utils import atomic_write_text
 
     if seeds < 2:
-        raise ValueError(f"demo: --seeds needs at least 2 seeds for a confidence interval, got {seeds}")
+        raise ConfigError(f"demo: --seeds needs at least 2 seeds for a confidence interval, got {seeds}")
     recipe = recipe or _recipe(quick, threads, jobs)
     out = Path(out_dir)
     root = out / "seeds"

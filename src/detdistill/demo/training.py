@@ -23,6 +23,7 @@ import torch
 from ..config import ExperimentConfig, config_to_dict
 from ..engine.folder import RunFolder
 from .recipe import DemoRecipe
+from ..errors import ConfigError
 
 Log = Callable[[str], None]
 
@@ -140,7 +141,7 @@ def train_student(recipe: DemoRecipe, role: str, seed: int, out_dir: Path, teach
         train_detector(cfg, log=log)
     elif role == "distilled":
         if teacher is None:
-            raise ValueError("distilled: no teacher checkpoint")
+            raise ConfigError("distilled: no teacher checkpoint")
         cfg.teacher = str(teacher)
         distill_student(cfg, log=log)
     else:

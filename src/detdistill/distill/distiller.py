@@ -33,15 +33,12 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-from ..config import DistillConfig
-from ..errors import DetDistillError
-from .adaptation import ADAPTER_INITS, make_adaptation
+from ..errors import PairingError
+from ..typed_config import check_ranges
+from .adaptation import make_adaptation
+from .config import DistillConfig
 from .losses import classification_distillation_loss, regression_distillation_loss
 from .terms import FeaturePair, RCNSamples, RPNSamples, TermContext, active_terms, list_terms, resolve_recipe
-
-
-class PairingError(DetDistillError):
-    """Teacher and student cannot be distilled as configured; the message says what to change."""
 
 
 @dataclass
@@ -114,7 +111,7 @@ class Distiller(nn.Module):
     Args:
         teacher: a trained torchvision ``FasterRCNN`` (frozen here).
         student: the ``FasterRCNN`` to train (its own modules are used for every student computation).
-        config: :class:`~detdistill.config.DistillConfig`: the recipe, the switches and each term's knobs.
+        config: :class:`~detdistill.distill.config.DistillConfig`: the recipe, the switches and each term's knobs.
         image_size: input size used to measure feature strides for pairing (default: the student's
             transform's ``min_size`` squared).
         teacher_cache: a :class:`~detdistill.distill.teacher_cache.TeacherCache` to read the teacher's outputs
@@ -155,11 +152,8 @@ class Distiller(nn.Module):
             p.requires_grad_(False)
         teacher.eval()
         self.stats: dict[str, float] = {}
-        try:
-            self.terms = active_terms(cfg)
-            recipe = resolve_recipe(cfg.recipe)
-        except ValueError as exc:
-            raise PairingError(str(exc)) from exc
+        self.terms = active_terms(cfg)
+        recipe = resolve_recipe(cfg.recipe)
         reads = {r for spec in self.terms for r in spec.reads}
         self._reads = reads
         self._check_basic(teacher, student)
@@ -188,19 +182,8 @@ class Distiller(nn.Module):
 
     # ------------------------------------------------------------------------------------- checks
     def _check_basic(self, teacher: FasterRCNN, student: FasterRCNN) -> None:
-        cfg = self.config
-        if not 0.0 <= cfg.mu <= 1.0:
-            raise PairingError(f"distill.mu: value {cfg.mu} must lie in [0, 1]")
-        if cfg.temperature <= 0:
-            raise PairingError(f"distill.temperature: value {cfg.temperature} must be positive")
-        if cfg.hint_kind not in ("l2", "l1"):
-            raise PairingError(f"distill.hint_kind: unknown value {cfg.hint_kind!r}; choose 'l2' or 'l1'")
-        if cfg.adapter_init not in ADAPTER_INITS:
-            raise PairingError(f"distill.adapter_init: unknown value {cfg.adapter_init!r}; choose one of "
-                               f"{list(ADAPTER_INITS)}")
-        if cfg.rpn_soft_anchors not in ("sampled", "all"):
-            raise PairingError(f"distill.rpn_soft_anchors: unknown value {cfg.rpn_soft_anchors!r}; "
-                               "choose 'sampled' or 'all'")
+        # A config built in Python has not been through load_config: the same ranges and choices, named.
+        check_ranges(self.config, "distill.")
         t_cls = teacher.roi_heads.box_predictor.cls_score.out_features
         s_cls = student.roi_heads.box_predictor.cls_score.out_features
         if "rcn" in self._reads and t_cls != s_cls:
@@ -224,7 +207,7 @@ class Distiller(nn.Module):
             what = "; ".join(f"{c.name}: teacher {c.teacher}, student {c.student}" for c in bad)
             raise PairingError(
                 f"the RPN terms need teacher and student anchors to pair one to one, but they differ ({what}). "
-                "Turn the RPN terms off with distill.rpn_soft=false distill.rpn_bounded=false (the RCN and hint "
+                "Turn the RPN terms off with distill.terms.rpn_soft.enabled=false distill.terms.rpn_bounded.enabled=false (the RCN and hint "
                 "terms work across architectures), or build the student with the teacher's strides and anchors")
 
     @staticmethod
@@ -262,15 +245,16 @@ class Distiller(nn.Module):
                                    "distill.hint_levels and distill.guided_levels, or switch the feature terms off")
         else:
             hints, guided = cfg.hint_levels or [], cfg.guided_levels or []
-            if len(hints) != len(guided) or not hints:
-                raise PairingError(f"distill.hint_levels {hints} and distill.guided_levels {guided} must be "
-                                   "non-empty lists of the same length")
+            # A wrong name first: it is the likelier mistake, and a length message would hide it.
             for key in hints:
                 if key not in t_info:
                     raise PairingError(f"distill.hint_levels: teacher has no level {key!r}; it has {list(t_info)}")
             for key in guided:
                 if key not in s_info:
                     raise PairingError(f"distill.guided_levels: student has no level {key!r}; it has {list(s_info)}")
+            if len(hints) != len(guided) or not hints:
+                raise PairingError(f"distill.hint_levels {hints} and distill.guided_levels {guided} must be "
+                                   "non-empty lists of the same length (one student level per teacher level)")
             pairs = list(zip(hints, guided))
         # Feature terms share one adapter per pair, except a term that needs another start (PKD: a random
         # one) gets its own set, keyed "<init>_<level>"; the paper's set keeps the bare level keys.
@@ -343,7 +327,7 @@ class Distiller(nn.Module):
         adapted_cache: dict[str, Tensor] = {}
 
         losses: dict[str, Tensor] = {}
-        soft: dict[str, Tensor] = {}
+        soft: dict[str, tuple[float, Tensor]] = {}
         for spec in self.terms:
             view = ctx
             if "features" in spec.reads:
@@ -353,23 +337,26 @@ class Distiller(nn.Module):
             value = spec.compute(view, spec.settings(self.config), self.config)
             stats[spec.name] = float(value.detach())
             if spec.combine is not None:
-                soft[spec.loss_key] = value
+                soft[spec.loss_key] = (spec.weight(self.config), value)
             else:
                 losses[spec.loss_key] = value if spec.weighted_inside else spec.weight(self.config) * value
         stats.update(ctx.stats)
         self.stats = stats
         return {**self._paper_losses(hard, soft), **losses}
 
-    def _paper_losses(self, hard: dict[str, Tensor], soft: dict[str, Tensor]) -> dict[str, Tensor]:
-        """torchvision's four losses, each joined by its paper term where that is on (eq. 1-5 of the paper)."""
-        cfg = self.config
+    def _paper_losses(self, hard: dict[str, Tensor], soft: dict[str, tuple[float, Tensor]]) -> dict[str, Tensor]:
+        """torchvision's four losses, each joined by its paper term where that is on (eq. 1-5 of the paper):
+        ``(1−w)·L_hard + w·L_soft`` with the soft term's weight w (= 1−μ), ``λ·(L_smoothL1 + w·L_b)`` with the
+        bounded term's weight w (= ν). λ scales a regression loss only where its bounded term joins it, so with
+        every term off the Distiller trains exactly the plain student (torchvision's own loss weights)."""
         out = {}
-        for key in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
-            if key in ("loss_objectness", "loss_classifier"):
-                out[key] = classification_distillation_loss(hard[key], soft.get(key), cfg.mu)
-            else:
-                reg = regression_distillation_loss(hard[key], soft.get(key), cfg.nu)
-                out[key] = reg if cfg.lambda_reg == 1.0 else cfg.lambda_reg * reg
+        for key in ("loss_objectness", "loss_classifier"):
+            weight, value = soft.get(key, (0.0, None))
+            out[key] = classification_distillation_loss(hard[key], value, 1.0 - weight)
+        for key in ("loss_rpn_box_reg", "loss_box_reg"):
+            weight, value = soft.get(key, (0.0, None))
+            reg = regression_distillation_loss(hard[key], value, weight)
+            out[key] = reg if value is None or self.config.lambda_reg == 1.0 else self.config.lambda_reg * reg
         return out
 
     def _feature_pairs(self, spec, s_feats, t_feats, cache, anchors, anchors_per_level) -> list[FeaturePair]:  # noqa: ANN001
@@ -434,7 +421,7 @@ class Distiller(nn.Module):
             if len(t_anchors) != len(anchors) or any(
                     a.shape != b.shape or not torch.equal(a, b) for a, b in zip(anchors, t_anchors)):
                 raise PairingError("teacher and student generated different anchors for this batch; the RPN terms "
-                                   "cannot pair (set distill.rpn_soft=false distill.rpn_bounded=false)")
+                                   "cannot pair (set distill.terms.rpn_soft.enabled=false distill.terms.rpn_bounded.enabled=false)")
             ctx.rpn = RPNSamples(objectness, deltas, t_objectness.flatten(), t_deltas, sampled, pos,
                                  regression_targets, num_sampled)
         stats["rpn_hard_cls"], stats["rpn_smooth_l1"] = float(cls_hard.detach()), float(box_hard.detach())

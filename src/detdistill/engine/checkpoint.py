@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..utils import safe_torch_load
+from ..errors import CheckpointError
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -56,5 +57,5 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or "training_state" not in ckpt:
-        raise ValueError(f"{path}: not a training checkpoint (no 'training_state'); cannot resume from it")
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'training_state'); cannot resume from it")
     return ckpt

@@ -5,6 +5,7 @@ Launch with ``torchrun --nproc_per_node=N -m detdistill.cli train ...`` (nccl on
 """
 
 from __future__ import annotations
+from ..errors import ConfigError
 
 import os
 import socket
@@ -48,7 +49,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device: value {name!r} asks for CUDA, which is not available here")
+        raise ConfigError(f"train.device: value {name!r} asks for CUDA, which is not available here")
     return device
 
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig, config_to_dict, save_config, validate_config
+from ..config import ExperimentConfig, config_to_dict, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
+from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
 from .folder import RunFolder
@@ -89,7 +90,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
         model = load_detector(m.name)
         got = model.roi_heads.box_predictor.cls_score.out_features
         if got != num_classes:
-            raise ValueError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
+            raise ConfigError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
                              f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
@@ -346,7 +347,7 @@ class DistillSetup:
 
 def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
     """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
-    from ..distill.distiller import Distiller, PairingError
+    from ..distill.distiller import Distiller
 
     if not cfg.teacher:
         raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
@@ -375,7 +376,7 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     log(f"teacher mAP@0.5 on {n} validation images: {score:.3f} (floor {floor}; --teacher-eval-images N sets how "
         "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
-        raise ValueError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
+        raise ConfigError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
                          "or go on with --allow-weak-teacher")
     return score
@@ -449,7 +450,7 @@ class DistillRun(TrainRun):
         s = self.setup()
         previous = self.previous_metadata.get("teacher", {}).get("sha256")
         if previous and previous != s.teacher_sha256:
-            raise ValueError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
+            raise CheckpointError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
                              f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
                              "Start a new run folder")
         score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)

@@ -27,6 +27,7 @@ from ..data.loader import build_loader
 from ..utils import atomic_torch_save, atomic_write_text, seed_everything
 from .checkpoint import BEST, LAST, capture_rng_state, load_training_checkpoint, restore_rng_state
 from .distributed import DistContext, barrier, reduce_mean
+from ..errors import CheckpointError, ConfigError
 
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 ExportFn = Callable[[nn.Module], dict[str, Any]]
@@ -58,7 +59,7 @@ def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig) -> torch.optim
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optim.optimizer: unknown value {cfg.optimizer!r}; choose 'sgd' or 'adamw'")
+    raise ConfigError(f"optim.optimizer: unknown value {cfg.optimizer!r}; choose 'sgd' or 'adamw'")
 
 
 def lr_factor(step: int, cfg: OptimConfig, max_steps: int) -> float:
@@ -73,7 +74,7 @@ def lr_factor(step: int, cfg: OptimConfig, max_steps: int) -> float:
         return cfg.lr_gamma ** sum(step >= m for m in cfg.milestones)
     if cfg.scheduler == "constant":
         return 1.0
-    raise ValueError(f"optim.scheduler: unknown value {cfg.scheduler!r}; choose cosine, multistep or constant")
+    raise ConfigError(f"optim.scheduler: unknown value {cfg.scheduler!r}; choose cosine, multistep or constant")
 
 
 class Trainer:
@@ -158,7 +159,7 @@ class Trainer:
             # empty and the loop would spin forever looking for a batch.
             per_rank = math.ceil(self.dataset_size / self.dist.world_size)
             where = f" ({per_rank} per process over {self.dist.world_size} processes)" if self.dist.distributed else ""
-            raise ValueError(f"train.batch_size: value {train.batch_size} is larger than the training set "
+            raise ConfigError(f"train.batch_size: value {train.batch_size} is larger than the training set "
                              f"({self.dataset_size} images{where}); an epoch would have no full batch. Set "
                              f"train.batch_size <= {per_rank}")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -219,10 +220,10 @@ class Trainer:
         ckpt = load_training_checkpoint(path)
         state = ckpt["training_state"]
         if state["dataset_size"] != self.dataset_size:
-            raise ValueError(f"{path}: checkpoint was trained on {state['dataset_size']} images, the dataset now "
+            raise CheckpointError(f"{path}: checkpoint was trained on {state['dataset_size']} images, the dataset now "
                              f"has {self.dataset_size}; cannot resume the data position")
         if state.get("world_size", 1) != self.dist.world_size:
-            raise ValueError(f"{path}: checkpoint was written with world size {state.get('world_size')}, "
+            raise CheckpointError(f"{path}: checkpoint was written with world size {state.get('world_size')}, "
                              f"this run has {self.dist.world_size}")
         self.module.load_state_dict(state["module_state"] if state["module_state"] is not None else ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -339,7 +340,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> RunSummary:
         """Run to ``max_steps`` (continuing from ``last.pt`` when ``resume``); returns the run summary."""
         if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise ValueError(f"train.out_dir: {self.out_dir} is a file, not a folder; choose another run folder")
+            raise ConfigError(f"train.out_dir: {self.out_dir} is a file, not a folder; choose another run folder")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self._remove_stale_temp_files()

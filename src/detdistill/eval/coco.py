@@ -89,7 +89,7 @@ class CocoResult:
 def _iou_index(iou_thrs: np.ndarray, value: float) -> int:
     hits = np.where(np.isclose(iou_thrs, value))[0]
     if len(hits) == 0:
-        raise ValueError(f"IoU threshold {value} is not among COCOeval's thresholds {iou_thrs.tolist()}")
+        raise EvalInputError(f"IoU threshold {value} is not among COCOeval's thresholds {iou_thrs.tolist()}")
     return int(hits[0])
 
 

@@ -14,6 +14,7 @@ from ..utils import atomic_write_text
 from .analysis import format_table, write_analysis
 from .coco import COCO_KEYS, read_eval_files
 from .inference import EvalResult, evaluate_model, score_detections
+from .coco import EvalInputError
 
 
 def evaluate_files(
@@ -60,7 +61,7 @@ def evaluate_checkpoint(
 
     ckpt = read_checkpoint(checkpoint)
     if list(ckpt["class_names"]) != list(dataset.class_names):
-        raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+        raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
                          f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
     model = load_detector(checkpoint, map_location=device or "cpu")
     if min_score is not None:
@@ -143,7 +144,7 @@ def predict_checkpoint(
         image_ids = [int(r.image_id) for r in dataset.records]
         load_image = dataset.load_image
         if list(ckpt["class_names"]) != list(dataset.class_names):
-            raise ValueError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+            raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
                              f"{dataset.class_names} ({dataset.name}); its category ids would not match")
     else:
         paths = collect_images(images)

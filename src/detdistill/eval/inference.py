@@ -24,6 +24,7 @@ from ..data.base import DetectionDataset
 from ..data.convert import to_coco_dict
 from .coco import coco_evaluate
 from .voc import voc_evaluate
+from .coco import EvalInputError
 
 Detections = list[dict[str, Any]]
 METRICS = ("coco", "voc")
@@ -156,7 +157,7 @@ def predict_dataset(
         [0, 1]
     """
     if batch_size <= 0:
-        raise ValueError(f"predict_dataset: batch_size must be positive, got {batch_size}")
+        raise EvalInputError(f"predict_dataset: batch_size must be positive, got {batch_size}")
     device = torch.device(device) if device is not None else _model_device(model)
     rank, world = _dist_info()
     indices = list(range(rank, len(dataset), world))
@@ -195,7 +196,7 @@ def score_detections(
 ) -> EvalResult:
     """Score COCO-format detections: COCO's numbers always, VOC mAP too with ``metric="voc"``."""
     if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is not one of {list(METRICS)}")
+        raise EvalInputError(f"metric {metric!r} is not one of {list(METRICS)}")
     coco = coco_evaluate(coco_gt, detections, check=check)
     metrics = dict(coco.stats)
     per_class = coco.per_class()
@@ -240,7 +241,7 @@ def evaluate_model(
         1.0
     """
     if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is not one of {list(METRICS)}")
+        raise EvalInputError(f"metric {metric!r} is not one of {list(METRICS)}")
     start = time.perf_counter()
     detections = predict_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
     predicted = time.perf_counter()

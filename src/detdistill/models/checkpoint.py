@@ -27,6 +27,7 @@ from .. import __version__
 from ..utils import atomic_torch_save, safe_torch_load
 from .factory import build_from_spec, model_spec
 from .weights import check_and_load
+from ..errors import CheckpointError
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_spec", "state_dict", "class_names")
@@ -47,11 +48,11 @@ def checkpoint_payload(model: nn.Module, class_names: Sequence[str], category_id
     spec = copy.deepcopy(model_spec(model))
     names = [str(n) for n in class_names]
     if len(names) != spec["num_classes"] - 1:
-        raise ValueError(f"class_names has {len(names)} names but the model has {spec['num_classes']} classes "
+        raise CheckpointError(f"class_names has {len(names)} names but the model has {spec['num_classes']} classes "
                          f"(background included): expected {spec['num_classes'] - 1} names")
     ids = list(range(1, len(names) + 1)) if category_ids is None else [int(i) for i in category_ids]
     if len(ids) != len(names):
-        raise ValueError(f"category_ids has {len(ids)} ids for {len(names)} class names")
+        raise CheckpointError(f"category_ids has {len(ids)} ids for {len(names)} class names")
     meta: dict[str, Any] = {
         "input": _input_size(model),
         "versions": {"detdistill": __version__, "torch": str(torch.__version__),
@@ -62,7 +63,7 @@ def checkpoint_payload(model: nn.Module, class_names: Sequence[str], category_id
         # Round-trip through JSON so only plain types reach the pickle (weights_only=True refuses others).
         meta = json.loads(json.dumps(meta))
     except TypeError as exc:
-        raise ValueError(f"checkpoint metadata must be JSON-able: {exc}") from exc
+        raise CheckpointError(f"checkpoint metadata must be JSON-able: {exc}") from exc
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return {"format_version": FORMAT_VERSION, "model_spec": spec, "state_dict": state, "class_names": names,
             "category_ids": ids, "metadata": meta}
@@ -90,26 +91,26 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: not a detdistill checkpoint (a {type(ckpt).__name__}, expected a dict)")
+        raise CheckpointError(f"{path}: not a detdistill checkpoint (a {type(ckpt).__name__}, expected a dict)")
     for key in REQUIRED_KEYS:
         if key not in ckpt:
             hint = " (a plain state dict? pass it as weights= to build_detector)" if key == "format_version" else ""
-            raise ValueError(f"{path}: checkpoint has no '{key}'{hint}")
+            raise CheckpointError(f"{path}: checkpoint has no '{key}'{hint}")
     version = ckpt["format_version"]
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version!r} is not supported (this detdistill reads 1.."
+        raise CheckpointError(f"{path}: format_version {version!r} is not supported (this detdistill reads 1.."
                          f"{FORMAT_VERSION})")
     spec = ckpt["model_spec"]
     if not isinstance(spec, dict):
-        raise ValueError(f"{path}: model_spec must be a dict, got {type(spec).__name__}")
+        raise CheckpointError(f"{path}: model_spec must be a dict, got {type(spec).__name__}")
     for key in ("name", "num_classes", "kwargs"):
         if key not in spec:
-            raise ValueError(f"{path}: model_spec has no '{key}'")
+            raise CheckpointError(f"{path}: model_spec has no '{key}'")
     from ..checks import check_checkpoint_fields  # issue 21: types and ranges of the spec's fields
 
     check_checkpoint_fields(ckpt, path)
     if len(ckpt["class_names"]) != spec["num_classes"] - 1:
-        raise ValueError(f"{path}: class_names has {len(ckpt['class_names'])} names but model_spec.num_classes "
+        raise CheckpointError(f"{path}: class_names has {len(ckpt['class_names'])} names but model_spec.num_classes "
                          f"is {spec['num_classes']} (background included)")
     ckpt.setdefault("category_ids", list(range(1, len(ckpt["class_names"]) + 1)))
     ckpt.setdefault("metadata", {})

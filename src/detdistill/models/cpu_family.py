@@ -28,6 +28,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 from .parts import DEFAULT_ASPECT_RATIOS, anchor_generator, frcnn_kwargs, load_backbone_file
 from .registry import register_model
 from .weights import freeze_batchnorm
+from ..errors import ModelError
 
 CPU_DEFAULTS: dict[str, Any] = {
     "min_size": 160, "max_size": 160,
@@ -58,11 +59,11 @@ def cpu_backbone(widths: Sequence[int], strides: Sequence[int] = CPU_STRIDES, fp
     """
     strides = sorted(int(s) for s in strides)
     if not strides or any(s < 4 or 2 ** round(math.log2(s)) != s for s in strides) or len(set(strides)) != len(strides):
-        raise ValueError(f"override 'strides' must be distinct powers of two >= 4, got {list(strides)}")
+        raise ModelError(f"override 'strides' must be distinct powers of two >= 4, got {list(strides)}")
     if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"override 'widths' must be positive channel counts, got {list(widths)}")
+        raise ModelError(f"override 'widths' must be positive channel counts, got {list(widths)}")
     if depth < 0:
-        raise ValueError(f"override 'depth' must be >= 0, got {depth}")
+        raise ModelError(f"override 'depth' must be >= 0, got {depth}")
     num_stages = int(math.log2(strides[-1])) - 1  # stride 4 is stage 1
     chans = [int(w) for w in widths][:num_stages]
     while len(chans) < num_stages:

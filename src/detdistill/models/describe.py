@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .factory import build_detector
 from .registry import get_entry, list_models
+from ..errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def describe(model: nn.Module, image_size: tuple[int, int] = (160, 160), threads
         True
     """
     if runs < 1 or warmup < 0 or threads < 1:
-        raise ValueError(f"describe needs runs >= 1, warmup >= 0, threads >= 1 (got {runs}, {warmup}, {threads})")
+        raise ModelError(f"describe needs runs >= 1, warmup >= 0, threads >= 1 (got {runs}, {warmup}, {threads})")
     h, w = image_size
     image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     params = sum(p.numel() for p in model.parameters())

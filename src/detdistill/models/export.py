@@ -20,6 +20,7 @@ from torchvision.models import detection
 from ..utils import atomic_output, atomic_torch_save
 from .checkpoint import load_detector, read_checkpoint
 from .registry import get_entry
+from ..errors import ModelError
 
 ONNX_INPUT = "image"
 # torchvision returns {"boxes", "labels", "scores"}; the tracer flattens the dict in that order.
@@ -39,7 +40,7 @@ def export_torchvision_state_dict(checkpoint: str | Path, out: str | Path) -> Pa
     spec = ckpt["model_spec"]
     entry = get_entry(spec["name"])
     if entry.torchvision_builder is None or spec.get("lowrank") is not None:
-        raise ValueError(f"{checkpoint}: model '{spec['name']}' is not a torchvision architecture; "
+        raise ModelError(f"{checkpoint}: model '{spec['name']}' is not a torchvision architecture; "
                          f"export it with --format onnx, or load it with detdistill.models.load_detector")
     builder = getattr(detection, entry.torchvision_builder)
     reference = builder(weights=None, weights_backbone=None, num_classes=spec["num_classes"]).state_dict()
@@ -53,7 +54,7 @@ def export_torchvision_state_dict(checkpoint: str | Path, out: str | Path) -> Pa
     unexpected = sorted(set(state) - set(reference))
     shapes = sorted(k for k in reference if k in state and state[k].shape != reference[k].shape)
     if missing or unexpected or shapes:
-        raise ValueError(f"{checkpoint}: weights do not fit torchvision's {entry.torchvision_builder} "
+        raise ModelError(f"{checkpoint}: weights do not fit torchvision's {entry.torchvision_builder} "
                          f"(overrides such as anchor_sizes change the architecture): missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}")
     return atomic_torch_save(state, out)
@@ -95,7 +96,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
     if fmt == "torchvision":
         return export_torchvision_state_dict(checkpoint, out)
     if fmt != "onnx":
-        raise ValueError(f"export format '{fmt}' is not supported; use torchvision or onnx")
+        raise ModelError(f"export format '{fmt}' is not supported; use torchvision or onnx")
     if sample_size is None:
         size = read_checkpoint(checkpoint)["metadata"].get("input", {})
         side = int(size["min_size"][0]) if size.get("min_size") else 160

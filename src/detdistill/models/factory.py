@@ -26,6 +26,7 @@ from . import cpu_family, zoo  # noqa: F401 - the entry files register their bui
 from .parts import COMMON_OVERRIDES, named_weights, replace_predictor
 from .registry import SPEC_HOOKS, get_entry
 from .weights import WeightsError, check_and_load, is_file_path, load_state_dict_file
+from ..errors import ModelError
 
 PREDICTOR_KEY = "roi_heads.box_predictor.cls_score.weight"
 
@@ -34,7 +35,7 @@ def _jsonable(overrides: dict[str, Any]) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(overrides))
     except TypeError as exc:
-        raise ValueError(f"model overrides must be JSON-able (numbers, strings, lists): {exc}") from exc
+        raise ModelError(f"model overrides must be JSON-able (numbers, strings, lists): {exc}") from exc
 
 
 def resolve_weights(name: str, weights: str | WeightsEnum) -> WeightsEnum:
@@ -47,10 +48,10 @@ def resolve_weights(name: str, weights: str | WeightsEnum) -> WeightsEnum:
     """
     entry = get_entry(name)
     if entry.weights_enum is None:
-        raise ValueError(f"model '{name}' has no named weights; pass weights=<path to a local state dict>")
+        raise ModelError(f"model '{name}' has no named weights; pass weights=<path to a local state dict>")
     enum = entry.weights_enum
     if isinstance(weights, WeightsEnum) and not isinstance(weights, enum):
-        raise ValueError(f"weights {weights} do not belong to model '{name}' (expected {enum.__name__})")
+        raise ModelError(f"weights {weights} do not belong to model '{name}' (expected {enum.__name__})")
     return named_weights(enum, weights, f"weights '{weights}' are not known for model '{name}'; known: ")
 
 
@@ -83,11 +84,11 @@ def build_detector(name: str, num_classes: int, weights: str | Path | WeightsEnu
     """
     entry = get_entry(name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}")
+        raise ModelError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}")
     unknown = sorted(set(overrides) - COMMON_OVERRIDES - entry.options)
     if unknown:
         accepted = ", ".join(sorted(COMMON_OVERRIDES | entry.options))
-        raise ValueError(f"model '{name}' does not take override(s) {', '.join(unknown)}; accepted: {accepted}")
+        raise ModelError(f"model '{name}' does not take override(s) {', '.join(unknown)}; accepted: {accepted}")
     kwargs = _jsonable(overrides)
 
     if weights is None:
@@ -95,7 +96,7 @@ def build_detector(name: str, num_classes: int, weights: str | Path | WeightsEnu
                          pretrained=pretrained, **kwargs)
     elif is_file_path(weights):
         if backbone_weights is not None:
-            raise ValueError("pass weights (the whole detector) or backbone_weights, not both: "
+            raise ModelError("pass weights (the whole detector) or backbone_weights, not both: "
                              "the detector's weights would overwrite the backbone's")
         state = load_state_dict_file(weights)
         if PREDICTOR_KEY not in state:
@@ -125,14 +126,14 @@ def build_from_spec(spec: dict[str, Any], source: str | Path = "model spec") -> 
     """
     for key in ("name", "num_classes", "kwargs"):
         if key not in spec:
-            raise ValueError(f"{source}: model_spec has no '{key}' (keys: {', '.join(sorted(spec))})")
+            raise ModelError(f"{source}: model_spec has no '{key}' (keys: {', '.join(sorted(spec))})")
     model = build_detector(spec["name"], spec["num_classes"], pretrained=bool(spec.get("pretrained", False)),
                            **spec["kwargs"])
     lowrank = spec.get("lowrank")
     if lowrank is not None:
         hook = SPEC_HOOKS.get("lowrank")
         if hook is None:
-            raise ValueError(f"{source}: model_spec.lowrank is set but no low-rank rebuilder is registered "
+            raise ModelError(f"{source}: model_spec.lowrank is set but no low-rank rebuilder is registered "
                              "(import detdistill.models.lowrank)")
         model = hook(model, lowrank)
         model.detdistill_spec = {**model.detdistill_spec, "lowrank": lowrank}
@@ -143,5 +144,5 @@ def model_spec(model: torch.nn.Module) -> dict[str, Any]:
     """The spec a detector was built with; a clear error for models not built by :func:`build_detector`."""
     spec = getattr(model, "detdistill_spec", None)
     if not isinstance(spec, dict):
-        raise ValueError(f"{type(model).__name__} has no detdistill_spec: build it with build_detector()")
+        raise ModelError(f"{type(model).__name__} has no detdistill_spec: build it with build_detector()")
     return spec

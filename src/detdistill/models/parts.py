@@ -18,6 +18,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 
 from .weights import check_and_load, load_state_dict_file, remap_state_dict
+from ..errors import ModelError
 
 log = logging.getLogger("detdistill.models")
 
@@ -58,7 +59,7 @@ def named_weights(enum: type[WeightsEnum], value: Any, unknown: str) -> WeightsE
             raise KeyError(value)
         return enum.verify(value)
     except (KeyError, TypeError):
-        raise ValueError(unknown + ", ".join(["DEFAULT", *enum.__members__])) from None
+        raise ModelError(unknown + ", ".join(["DEFAULT", *enum.__members__])) from None
 
 
 def load_backbone_file(body: nn.Module, path: str | Path, what: str) -> None:
@@ -89,12 +90,12 @@ def anchor_generator(anchor_sizes: Sequence[Sequence[int]], aspect_ratios: Seque
     """
     sizes = tuple(tuple(int(s) for s in level) for level in anchor_sizes)
     if len(sizes) != num_levels:
-        raise ValueError(f"override 'anchor_sizes' has {len(sizes)} levels but the backbone has {num_levels} "
+        raise ModelError(f"override 'anchor_sizes' has {len(sizes)} levels but the backbone has {num_levels} "
                          f"feature maps: {list(map(list, sizes))}")
     if aspect_ratios and isinstance(aspect_ratios[0], (list, tuple)):
         ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios)
         if len(ratios) != num_levels:
-            raise ValueError(f"override 'aspect_ratios' has {len(ratios)} levels but the backbone has "
+            raise ModelError(f"override 'aspect_ratios' has {len(ratios)} levels but the backbone has "
                              f"{num_levels} feature maps")
     else:
         ratios = (tuple(float(r) for r in aspect_ratios),) * num_levels
@@ -111,7 +112,7 @@ def set_anchors(model: FasterRCNN, anchor_sizes: Sequence[Sequence[int]] | None,
                            aspect_ratios if aspect_ratios is not None else old.aspect_ratios, len(old.sizes))
     counts = set(gen.num_anchors_per_location())
     if len(counts) != 1:
-        raise ValueError(f"every level needs the same number of anchors (the RPN head is shared), got "
+        raise ModelError(f"every level needs the same number of anchors (the RPN head is shared), got "
                          f"{gen.num_anchors_per_location()}")
     model.rpn.anchor_generator = gen
     if counts != set(old.num_anchors_per_location()):

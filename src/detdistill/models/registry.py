@@ -11,6 +11,7 @@ package (whose checkpoint workflows import the factory).
 """
 
 from __future__ import annotations
+from ..errors import ModelError
 
 import difflib
 import inspect
@@ -103,5 +104,5 @@ def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
-        raise ValueError(f"model name '{name}' is not registered{hint}")
+        raise ModelError(f"model name '{name}' is not registered{hint}")
     return _REGISTRY[name]

@@ -25,6 +25,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from .parts import DEFAULT_ASPECT_RATIOS, anchor_generator, frcnn_kwargs, load_backbone_file, named_weights, set_anchors
 from .registry import register_model
 from .weights import freeze_batchnorm, is_file_path
+from ..errors import ModelError
 
 def _backbone_enum(enum: type[WeightsEnum], value: Any, model: str) -> WeightsEnum:
     return named_weights(enum, value, f"backbone_weights '{value}' are not known for '{model}'; pass a local "
@@ -148,13 +149,13 @@ def mobilenet_v2_fpn_backbone(width_mult: float = 1.0, fpn_channels: int = 256,
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
     num_stages = len(stage_indices)
     if not returned_layers or min(returned_layers) < 0 or max(returned_layers) >= num_stages:
-        raise ValueError(f"override 'returned_layers' must be stage indices in [0, {num_stages - 1}], "
+        raise ModelError(f"override 'returned_layers' must be stage indices in [0, {num_stages - 1}], "
                          f"got {list(returned_layers)}")
     if trained:
         freeze_batchnorm(features)
         layers = 3 if trainable_layers is None else trainable_layers
         if not 0 <= layers <= num_stages:
-            raise ValueError(f"override 'trainable_backbone_layers' must be in [0, {num_stages}], got {layers}")
+            raise ModelError(f"override 'trainable_backbone_layers' must be in [0, {num_stages}], got {layers}")
         freeze_before = len(features) if layers == 0 else stage_indices[num_stages - layers]
         for block in features[:freeze_before]:
             for p in block.parameters():

@@ -20,6 +20,7 @@ from torch import nn  # noqa: E402
 from ..data.base import DetectionDataset  # noqa: E402
 from .plots import read_jsonl, save_figure  # noqa: E402
 from .terms import GROUP_TITLES, describe_key, plotted_keys  # noqa: E402
+from ..errors import DetDistillError
 
 RUN_STYLE = {"teacher": {"color": "tab:gray", "linestyle": ":"}, "baseline": {"color": "tab:blue"},
              "distilled": {"color": "tab:orange"}}
@@ -43,7 +44,7 @@ def validation_curves(runs: Mapping[str, str | Path], path: str | Path, metric: 
                 **_style(name))
     if not plotted:
         plt.close(fig)
-        raise ValueError(f"no '{metric}' validation records in {', '.join(map(str, runs.values()))}")
+        raise DetDistillError(f"no '{metric}' validation records in {', '.join(map(str, runs.values()))}")
     ax.set_xlabel("training step")
     ax.set_ylabel(label)
     ax.set_ylim(bottom=0)

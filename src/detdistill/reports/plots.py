@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..utils import atomic_output  # noqa: E402
+from ..errors import DetDistillError
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100, tight: bool = True) -> Path:  # noqa: ANN001
@@ -45,7 +46,7 @@ def plot_training_curves(metrics_path: str | Path, out_path: str | Path, title: 
     val_keys = [k for k in val_keys if k in ("val/mAP50", "val/AP", "val/loss")] or val_keys[:2]
     panels = loss_keys + val_keys
     if not panels:
-        raise ValueError(f"{metrics_path}: no loss or validation records to plot")
+        raise DetDistillError(f"{metrics_path}: no loss or validation records to plot")
     cols = min(4, len(panels))
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)

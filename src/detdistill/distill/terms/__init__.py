@@ -17,9 +17,12 @@ import pkgutil
 from .context import FeaturePair, RCNSamples, RPNSamples, TermContext
 from .registry import (
     DEFAULT_RECIPE,
+    JOINS,
     READS,
     RECIPES,
+    NonNegative,
     Recipe,
+    TermConfig,
     TermSpec,
     active_terms,
     format_term_table,
@@ -46,7 +49,7 @@ register_recipe("none", (), "no distillation term (the Distiller trains the plai
 TermsConfig = make_terms_config()
 
 __all__ = [
-    "DEFAULT_RECIPE", "READS", "RECIPES", "FeaturePair", "RCNSamples", "RPNSamples", "Recipe", "TermContext",
-    "TermSpec", "TermsConfig", "active_terms", "format_term_table", "get_term", "list_terms",
+    "DEFAULT_RECIPE", "JOINS", "READS", "RECIPES", "FeaturePair", "NonNegative", "RCNSamples", "RPNSamples",
+    "Recipe", "TermConfig", "TermContext", "TermSpec", "TermsConfig", "active_terms", "format_term_table", "get_term", "list_terms",
     "make_terms_config", "register_recipe", "register_term", "resolve_recipe",
 ]

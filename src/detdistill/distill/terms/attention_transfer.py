@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...typed_config import Annotated, positive
+
 from .context import TermContext
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class AttentionTransferConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 500.0
+class AttentionTransferConfig(TermConfig):
+    weight: NonNegative = 500.0
     """β/2 with the authors' β = 1000, on the sum over paired levels."""
-    power: float = 2.0
+    power: Annotated[float, positive()] = 2.0
     """p of the attention map Σ_c |F_c|^p (authors: 2)."""
 
 

@@ -9,24 +9,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...typed_config import Annotated, positive
+
 from .context import TermContext
 from .masks import fgd_masks
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class FGDConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 1.0
+class FGDConfig(TermConfig):
+    weight: NonNegative = 1.0
     """Multiplier on the whole term (the authors' weights are alpha/beta/gamma)."""
-    alpha: float = 5e-5
+    alpha: NonNegative = 5e-5
     """α, foreground imitation (authors' Faster R-CNN config: 5e-5)."""
-    beta: float = 2.5e-5
+    beta: NonNegative = 2.5e-5
     """β, background imitation (2.5e-5)."""
-    gamma: float = 5e-5
+    gamma: NonNegative = 5e-5
     """γ, attention transfer (5e-5)."""
-    tau: float = 0.5
+    tau: Annotated[float, positive()] = 0.5
     """τ, temperature of the spatial and channel attention (0.5)."""
 
 

@@ -8,21 +8,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...typed_config import Annotated, probability
+
 from .context import TermContext
 from .masks import fgfi_mask
 from .hint_gt import hint_gt_loss
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class HintFGFIConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 0.01
+class HintFGFIConfig(TermConfig):
+    weight: NonNegative = 0.01
     """λ on the imitated locations (authors: 0.01)."""
-    psi: float = 0.5
+    psi: Annotated[float, probability()] = 0.5
     """ψ: a location is imitated where an anchor's IoU with a box exceeds ψ × that box's best (authors: 0.5)."""
-    bg_weight: float = 0.0
+    bg_weight: NonNegative = 0.0
     """λ_bg on the other locations, DeFeat-style (0: FGFI)."""
 
 

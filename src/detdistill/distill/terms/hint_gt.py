@@ -10,16 +10,14 @@ from torch import Tensor
 
 from .context import TermContext
 from .masks import gt_box_mask, masked_imitation
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class HintGTConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 0.01
+class HintGTConfig(TermConfig):
+    weight: NonNegative = 0.01
     """λ_fg on the locations inside ground-truth boxes (FGFI's λ = 0.01, channel-summed distance)."""
-    bg_weight: float = 0.0
+    bg_weight: NonNegative = 0.0
     """λ_bg on the other locations, normalised by their own count (DeFeat; 0 = FGFI's GT-box imitation)."""
 
 

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...typed_config import Annotated, positive
+
 from .context import TermContext
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class PKDConfig:
-    enabled: bool | None = None
-    """Switch this term on/off (null: the recipe decides)."""
-    weight: float = 6.0
+class PKDConfig(TermConfig):
+    weight: NonNegative = 6.0
     """w (mmrazor's Faster R-CNN config: 6), on the sum over paired levels."""
-    eps: float = 1e-6
+    eps: Annotated[float, positive()] = 1e-6
     """ε added to each channel's variance before the square root (authors: 1e-6)."""
-    min_std_ratio: float = 0.1
+    min_std_ratio: NonNegative = 0.1
     """The student's per-channel std is floored at this share of the teacher's, so a constant (collapsed or
     freshly initialised) student feature gets a bounded gradient instead of one scaled by 1/√ε."""
 

@@ -9,21 +9,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...typed_config import Annotated, positive
+
 from .context import TermContext
-from .registry import register_term
+from .registry import NonNegative, TermConfig, register_term
 
 
 @dataclass
-class DKDConfig:
+class DKDConfig(TermConfig):
     enabled: bool | None = None
     """Switch this term on/off (null: the recipe decides). Replaces ``rcn_soft`` (both on is refused)."""
-    weight: float = 1.0
+    weight: NonNegative = 1.0
     """Multiplier on α·TCKD + β·NCKD (added to the hard cross-entropy, which keeps weight 1)."""
-    alpha: float = 1.0
+    alpha: NonNegative = 1.0
     """α, target-class KD (mdistiller's detection config: 1)."""
-    beta: float = 0.25
+    beta: NonNegative = 0.25
     """β, non-target-class KD (0.25)."""
-    temperature: float = 1.0
+    temperature: Annotated[float, positive()] = 1.0
     """T (1)."""
 
 

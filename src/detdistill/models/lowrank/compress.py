@@ -20,6 +20,7 @@ from ..describe import count_flops
 from .layers import DEFAULT_EXCLUDE, apply_lowrank_spec, candidate_layers, layer_flops, layer_params
 from .ranks import plan_ranks
 from .report import CompressionReport, LayerReport, layer_io
+from ...errors import ModelError
 
 
 def _input_size(model: nn.Module, image_size: Sequence[int] | None) -> tuple[int, int]:
@@ -50,7 +51,7 @@ def compress_detector(model: nn.Module, *, ratio: float | None = None, energy: f
         (True, True)
     """
     if getattr(model, "detdistill_spec", {}).get("lowrank"):
-        raise ValueError("the model is already low-rank (model_spec.lowrank is set); compress the original")
+        raise ModelError("the model is already low-rank (model_spec.lowrank is set); compress the original")
     plan = plan_ranks(model, ratio=ratio, energy=energy, ranks=ranks, vbmf=vbmf, exclude=exclude, source=source)
     h, w = _input_size(model, image_size)
     device = next(model.parameters()).device
@@ -85,9 +86,9 @@ def load_ranks_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: expected a non-empty object {{layer name: ranks}}, got {type(data).__name__}")
+        raise ModelError(f"{path}: expected a non-empty object {{layer name: ranks}}, got {type(data).__name__}")
     return data
 
 
@@ -108,7 +109,7 @@ def compress_checkpoint(checkpoint: str | Path, out: str | Path, *, ratio: float
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = read_checkpoint(checkpoint)
     if ckpt["model_spec"].get("lowrank"):
-        raise ValueError(f"{checkpoint}: model_spec.lowrank is already set; compress the original model")
+        raise ModelError(f"{checkpoint}: model_spec.lowrank is already set; compress the original model")
     model = load_detector(checkpoint)
     source = "ranks"
     if isinstance(ranks, (str, Path)):

@@ -6,6 +6,7 @@ shape behind both :func:`layer_params` and :func:`layer_flops`.
 """
 
 from __future__ import annotations
+from ...errors import ModelError
 
 import contextlib
 import difflib
@@ -214,11 +215,11 @@ def _check_ranks(kind: str, ranks: Sequence[Any], limits: Sequence[int], where: 
     want = 2 if kind == "tucker2" else 1
     what = "[R_in, R_out]" if kind == "tucker2" else "[rank]"
     if not isinstance(ranks, (list, tuple)) or len(ranks) != want:
-        raise ValueError(f"{where}: {kind} ranks must be {what}, got {ranks!r}")
+        raise ModelError(f"{where}: {kind} ranks must be {what}, got {ranks!r}")
     out = []
     for r, hi in zip(ranks, limits):
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= hi:
-            raise ValueError(f"{where}: {kind} ranks {list(ranks)} out of range: each must be an integer in "
+            raise ModelError(f"{where}: {kind} ranks {list(ranks)} out of range: each must be an integer in "
                              f"1..{list(limits)} for this layer")
         out.append(int(r))
     return out
@@ -308,10 +309,10 @@ def _normalise_entry(name: str, entry: Any, layer: nn.Module, where: str) -> dic
     if isinstance(entry, Mapping):
         unknown = sorted(set(entry) - {"kind", "ranks"})
         if unknown or "ranks" not in entry:
-            raise ValueError(f"{where}: layer '{name}' needs {{'kind', 'ranks'}}, got keys {sorted(entry)}")
+            raise ModelError(f"{where}: layer '{name}' needs {{'kind', 'ranks'}}, got keys {sorted(entry)}")
         if entry.get("kind", kind) != kind:
             shape = "×".join(map(str, layer.weight.shape))
-            raise ValueError(f"{where}: layer '{name}' is a {shape} {type(layer).__name__}: its kind is '{kind}', "
+            raise ModelError(f"{where}: layer '{name}' is a {shape} {type(layer).__name__}: its kind is '{kind}', "
                              f"not {entry.get('kind')!r}")
         ranks = entry["ranks"]
     else:
@@ -347,7 +348,7 @@ def apply_lowrank_spec(model: nn.Module, lowrank: Mapping[str, Any]) -> nn.Modul
         [8]
     """
     if not isinstance(lowrank, Mapping):
-        raise ValueError(f"model_spec.lowrank must be an object {{layer: {{kind, ranks}}}}, got "
+        raise ModelError(f"model_spec.lowrank must be an object {{layer: {{kind, ranks}}}}, got "
                          f"{type(lowrank).__name__}")
     modules = dict(model.named_modules())
     for name, entry in lowrank.items():

@@ -15,6 +15,7 @@ from torch import nn
 
 from .layers import (DEFAULT_EXCLUDE, _max_ranks, _normalise_entry, _one_thread, _unknown_layer, _work,
                      candidate_layers, layer_kind, layer_params)
+from ...errors import ModelError
 
 Plan = dict[str, dict[str, Any]]
 
@@ -127,20 +128,20 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
         {'roi_heads.box_head.fc6': {'kind': 'svd', 'ranks': [8]}}
     """
     if sum(x is not None for x in (ratio, energy, ranks)) + bool(vbmf) != 1:
-        raise ValueError("choose ranks by exactly one of ratio, energy, ranks or vbmf")
+        raise ModelError("choose ranks by exactly one of ratio, energy, ranks or vbmf")
     if energy is not None and not 0.0 < energy <= 1.0:
-        raise ValueError(f"energy must be in (0, 1] (the kept share of squared singular values), got {energy}")
+        raise ModelError(f"energy must be in (0, 1] (the kept share of squared singular values), got {energy}")
     if ratio is not None and (not ratio > 1.0 or not math.isfinite(ratio)):
-        raise ValueError(f"ratio must be a number > 1 (parameters before / after), got {ratio}")
+        raise ModelError(f"ratio must be a number > 1 (parameters before / after), got {ratio}")
     layers = candidate_layers(model, exclude)
     if ranks is not None:
         if not isinstance(ranks, Mapping):
-            raise ValueError(f"{source}: expected an object {{layer name: ranks}}, got {type(ranks).__name__}")
+            raise ModelError(f"{source}: expected an object {{layer name: ranks}}, got {type(ranks).__name__}")
         plan = {}
         for name, entry in ranks.items():
             if name not in layers:
                 if name in candidate_layers(model, exclude=()):
-                    raise ValueError(f"{source}: layer '{name}' is kept whole by the exclude patterns "
+                    raise ModelError(f"{source}: layer '{name}' is kept whole by the exclude patterns "
                                      f"{list(exclude)}")
                 raise _unknown_layer(name, layers, source)
             plan[name] = _normalise_entry(name, entry, layers[name], source)
@@ -156,7 +157,7 @@ def plan_ranks(model: nn.Module, *, ratio: float | None = None, energy: float | 
     lo, hi = 0.0, 1.0
     reach = achieved_ratio(layers, plan_at(layers, spec, lo), total)
     if reach < ratio:
-        raise ValueError(f"ratio {ratio} is out of reach: rank 1 in every compressible layer gives "
+        raise ModelError(f"ratio {ratio} is out of reach: rank 1 in every compressible layer gives "
                          f"{reach:.2f}× (the rest of the model is whole); lower --ratio or "
                          "compress more layers")
     for _ in range(40):
