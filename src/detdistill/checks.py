@@ -2,16 +2,20 @@
 
 A checkpoint is data from disk: a hand-edited or damaged ``model_spec`` (``num_classes: "7"``, a negative
 ``min_size``) would otherwise fail deep inside torchvision with a traceback. Each check names the file and
-the field. :func:`check_checkpoint_fields` is called by :func:`detdistill.models.read_checkpoint`.
+the field. :func:`check_checkpoint_fields` is called by :func:`detdistill.models.read_checkpoint`;
+:func:`check_finite_weights` by every weight load (``models.weights.check_and_load``), because a NaN weight
+does not fail: it evaluates to AP 0 and predicts nothing, exit 0.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from .errors import DetDistillError
+import torch
+
+from .errors import CheckpointError, DetDistillError
 
 # Builder keyword arguments that count pixels or boxes (the same list the config checks).
 POSITIVE_KWARGS = ("min_size", "max_size", "box_detections_per_img", "box_batch_size_per_image",
@@ -65,3 +69,29 @@ def check_checkpoint_fields(ckpt: dict[str, Any], path: str | Path) -> None:
         for key in ("min_size", "max_size", "size_divisible"):
             if key in size and not _positive_numbers(size[key]):
                 raise bad(f"metadata.input.{key}", size[key], "a positive number")
+
+
+class NonFiniteCheckpointError(CheckpointError):
+    """A weights file holds NaN or infinite values; the message counts the tensors and names the first."""
+
+
+def check_finite_weights(state: Mapping[str, Any], source: str | Path) -> None:
+    """Raise :class:`NonFiniteCheckpointError` when a floating-point tensor of ``state`` holds NaN or inf.
+
+    One min/max pass per tensor (milliseconds for a ResNet-50-FPN: ``benchmarks/nonfinite_check.py``), done
+    once where weights are loaded.
+    """
+    bad: list[tuple[str, int, int]] = []
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+            # min and max are finite iff every value is (NaN propagates through both): one reduction pass,
+            # ~50x faster than materialising isfinite's mask, which only a flagged tensor needs for its count.
+            if not bool(torch.isfinite(torch.stack(torch.aminmax(value.detach()))).all()):
+                bad.append((key, int((~torch.isfinite(value)).sum()), value.numel()))
+    if bad:
+        key, n, total = bad[0]
+        floats = sum(isinstance(v, torch.Tensor) and v.is_floating_point() for v in state.values())
+        raise NonFiniteCheckpointError(
+            f"{source}: {len(bad)} of {floats} weight tensors hold NaN or infinite values (first: '{key}', {n:,} of "
+            f"{total:,} values); the weights are damaged or come from a run that diverged: use an earlier "
+            "checkpoint (the run folder's best.pt) or retrain (a lower train.lr)")

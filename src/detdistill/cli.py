@@ -250,6 +250,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
+                   help="an image that cannot be decoded: skip it (listed and counted in the summary and in "
+                        "detections.json) or stop with nothing written")
     p.set_defaults(func=cmd_predict)
 
 
@@ -264,9 +267,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
-                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device)
+                             nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
+                             on_bad_image=args.on_bad_image)
+    skipped = doc.get("skipped", [])
     print(f"{len(doc['annotations'])} detections on {len(doc['images'])} images; wrote {args.out}/detections.json "
-          f"and {len(doc['images'])} PNGs")
+          f"and {len(doc['images'])} PNGs" + (f"; {len(skipped)} skipped (cannot be decoded):" if skipped else ""))
+    for entry in skipped:
+        print(f"  skipped {entry['reason']}")
     return 0
 
 
@@ -413,6 +420,8 @@ def _add_cache_teacher(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=None, help="teacher checkpoint (same as teacher=PATH)")
     p.add_argument("--config", type=Path, default=None, help="the distillation recipe (data, augmentation)")
     p.add_argument("--out", default=None, help="cache folder (default: distill.teacher_cache)")
+    p.add_argument("--verify", type=Path, default=None, metavar="DIR",
+                   help="only check the cache in DIR: manifest fields, every data file's size and content hash")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=cmd_cache_teacher)
 
@@ -421,6 +430,16 @@ def cmd_cache_teacher(args: argparse.Namespace) -> int:
     from .config import load_config
     from .engine.run import cache_teacher
 
+    if args.verify is not None:
+        from .distill.teacher_cache import verify_teacher_cache
+
+        if args.teacher or args.config or args.out or args.overrides:
+            raise UsageError("--verify DIR checks a built cache alone; give it without --teacher/--config/--out/"
+                             "overrides")
+        done = verify_teacher_cache(args.verify, progress=True)
+        print(f"teacher cache {args.verify}: OK ({done['entries']} entries, {done['files']} files, "
+              f"{done['bytes'] / 2**20:.1f} MiB: sizes and blake2b hashes match the manifest, {done['seconds']:.1f} s)")
+        return 0
     cfg = load_config(args.config, list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []))
     cache = cache_teacher(cfg, args.out)
     print(f"teacher cache: {cache.dir} (use it with distill.teacher_cache={cache.dir})")

@@ -1,7 +1,6 @@
 """Small helpers shared by every concern: atomic checkpoint writes, safe loads, seeding."""
 
 from __future__ import annotations
-from .errors import CheckpointError
 
 import contextlib
 import hashlib
@@ -13,6 +12,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from .errors import CheckpointError
 
 
 @contextlib.contextmanager
@@ -68,28 +69,43 @@ def _respect_umask(tmp: str) -> None:
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
 _PICKLE_MAGIC = b"\x80"  # the legacy format starts with a pickle protocol byte
+# torch's legacy (pre-zip) format pickles this magic number first; a plain ``pickle.dump`` file has no such start.
+_LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(..., weights_only=True)`` with a clear one-line error naming the file."""
+    """``torch.load(..., weights_only=True)`` with a clear one-line error naming the file.
+
+    Errors are :class:`CheckpointError` (a missing file: ``FileNotFoundError``); torch's own warnings about
+    the file (pickle protocols, with a site-packages path) are not passed on: the error says what is wrong.
+    """
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     with open(path, "rb") as fh:
-        head = fh.read(4)
+        head = fh.read(32)
     if not head:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; was its write cut short?")
     if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
         hint = " (an ONNX model? detdistill reads the .pt checkpoint it was exported from)" \
             if path.suffix.lower() == ".onnx" or head[:1] == b"\x08" else ""
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head!r}){hint}")
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file starts with bytes {head[:4]!r}){hint}")
+    if head.startswith(_PICKLE_MAGIC) and _LEGACY_TORCH_MAGIC not in head:
+        raise CheckpointError(f"{path}: a plain Python pickle (pickle.dump), not a torch checkpoint that "
+                                  "torch.load(weights_only=True) reads; detdistill does not unpickle arbitrary "
+                                  "objects (safety): save the tensors with torch.save(model.state_dict(), path) instead")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text:
-            raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill does "
-                             "not unpickle (safety); save a state dict or a detdistill checkpoint instead") from None
+            raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, which detdistill "
+                                      "does not unpickle (safety); save a state dict or a detdistill checkpoint "
+                                      "instead") from None
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot load as a checkpoint ({first})") from exc
 

@@ -167,6 +167,49 @@ def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
     return img.convert("RGB")
 
 
+def path_kind(path: str | Path) -> str:
+    """What is at ``path``: ``"file"`` (a regular file, or a link to one), ``"missing"``, ``"folder"``,
+    ``"broken link"``, or another kind (``"FIFO"``, ``"socket"``, ``"device"``).
+
+    >>> path_kind("/"), path_kind("/no/such/file")
+    ('folder', 'missing')
+    """
+    import stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return "broken link" if p.is_symlink() else "missing"
+    except (NotADirectoryError, OSError):  # a parent is a file, or the name cannot be looked up
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+
+
+def optional_file(path: str | Path, what: str) -> bool:
+    """True when ``path`` is a regular file, False when nothing is there; anything else there (a folder, a
+    broken link, a FIFO) is a :class:`DatasetError` naming the path and its kind, never read as absent."""
+    kind = path_kind(path)
+    if kind in ("file", "missing"):
+        return kind == "file"
+    raise DatasetError(f"{path}: {what} is a {kind}, not a regular file; replace it with the file or remove it")
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` when it is a regular file; else a :class:`DatasetError` saying it is missing or of which kind."""
+    if not optional_file(path, what):
+        raise DatasetError(f"{path}: {what} not found")
+    return Path(path)
+
+
 def load_rgb_image(path: str | Path) -> Image.Image:
     """Decode an image file to RGB, applying its EXIF orientation (a convention, not an error).
 
@@ -175,9 +218,7 @@ def load_rgb_image(path: str | Path) -> Image.Image:
     truncated, corrupt or too large (see :func:`set_max_image_pixels`) files raise a :class:`DatasetError`
     naming the path, never a PIL traceback.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: image file not found")
+    path = require_file(path, "image file")
     try:
         with open_image(path) as img:
             img.load()

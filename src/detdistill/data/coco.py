@@ -33,8 +33,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, RecordTable, box_area
-from .validate import SkipReport, bad_input, check_on_bad_box, finish_dataset, require_nonempty, validate_boxes
+from .base import DatasetError, DetectionDataset, RecordTable, box_area, optional_file
+from .validate import (
+    SkipReport,
+    bad_input,
+    check_on_bad_box,
+    finish_dataset,
+    report_class_names,
+    require_nonempty,
+    validate_boxes,
+)
 
 
 _NUMBER = (int, float)
@@ -70,7 +78,7 @@ def _size(obj: dict, key: str, path: Path, where: str) -> int:
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file; errors (missing, not UTF-8, malformed, nested too deeply) name the file."""
     path = Path(path)
-    if not path.is_file():
+    if not optional_file(path, "annotation file"):
         raise FileNotFoundError(f"{path}: annotation file not found")
     return _parse(path, _decode(path, path.read_bytes()))
 
@@ -338,7 +346,7 @@ def _finite_float(v: Any) -> float:
 
 def _read_document(path: Path) -> dict[str, Any]:
     """The file's top level, with ``annotations`` already as arrays when the file is well formed."""
-    if not path.is_file():
+    if not optional_file(path, "annotation file"):
         raise FileNotFoundError(f"{path}: annotation file not found")
     text = _decode(path, path.read_bytes())
     # Parsed JSON has no reference cycles, so the cycle collector has nothing to find; left on, it walks every
@@ -410,12 +418,14 @@ def read_coco(
         raise DatasetError(f"{path}: field 'annotations' has value of type {type(anns).__name__}: expected list")
     cats = _field(data, "categories", path, "", list)
     cat_name: dict[int, str] = {}
+    cat_index: dict[int, int] = {}  # id -> position in 'categories', for messages
     for k, cat in enumerate(cats):
         cid = _field(cat, "id", path, f"categories[{k}].", int)
         cname = _field(cat, "name", path, f"categories[{k}].", str)
         if cid in cat_name:
             raise DatasetError(f"{path}: field 'categories[{k}].id' has value {cid}: duplicate category id")
         cat_name[cid] = cname
+        cat_index[cid] = k
     if class_names is None:
         category_ids = sorted(cat_name)
         class_names = [cat_name[c] for c in category_ids]
@@ -435,6 +445,7 @@ def read_coco(
         raise AssertionError(f"{path}: annotations failed a column check that no entry fails")  # pragma: no cover
     cols = anns.finish()
     report = SkipReport()
+    report_class_names(class_names, report, lambda i: f"{path}: field 'categories[{cat_index[category_ids[i]]}].name'")
 
     # Which image and which label each annotation has; the first bad one (in file order) stops the read.
     image_ids = np.array(ids, np.int64)
@@ -526,7 +537,7 @@ def _image_columns(images: list, path: Path) -> tuple[list[int], list[str], np.n
         ws = [im["width"] for im in images]
         hs = [im["height"] for im in images]
         ok = (_types_within(ids, (int,)) and _types_within(names, (str,)) and _types_within(ws, _NUMBER)
-              and _types_within(hs, _NUMBER))
+              and _types_within(hs, _NUMBER) and all(map(str.strip, names)))
         if ok:
             w, h = np.array(ws, np.float64), np.array(hs, np.float64)
             ok = bool(np.all((w > 0) & (w <= _MAX_SIDE) & (h > 0) & (h <= _MAX_SIDE)))  # NaN/inf fail too
@@ -544,7 +555,10 @@ def _first_bad_image(images: list, path: Path) -> None:
     for k, img in enumerate(images):
         where = f"images[{k}]."
         iid = _field(img, "id", path, where, int)
-        _field(img, "file_name", path, where, str)
+        if not _field(img, "file_name", path, where, str).strip():
+            raise DatasetError(f"{path}: field 'images[{k}].file_name' of image id {iid} has value "
+                               f"{img['file_name']!r}: an empty file name names no image; give the image's file "
+                               "name (relative to the images folder)")
         _size(img, "width", path, where)
         _size(img, "height", path, where)
         if not -_INT64_MAX <= iid <= _INT64_MAX:

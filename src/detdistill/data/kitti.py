@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, ImageRecord
+from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, require_file
 from .validate import (
     SkipReport,
     bad_input,
@@ -28,6 +28,7 @@ from .validate import (
     read_image_size,
     read_text_file,
     relative_file_name,
+    report_class_names,
     require_nonempty,
     validate_boxes,
 )
@@ -90,7 +91,7 @@ def read_kitti(
     else:
         for cand in (base / "ImageSets" / f"{split}.txt", root / "ImageSets" / f"{split}.txt",
                      base / "splits" / f"{split}.txt", root / "splits" / f"{split}.txt"):
-            if cand.is_file():
+            if optional_file(cand, "split list"):
                 ids = [ln.split()[0] for ln in read_text_file(cand, "split list").splitlines() if ln.strip()]
                 label_files = [label_dir / f"{i}.txt" for i in ids]
                 break
@@ -99,26 +100,37 @@ def read_kitti(
                                f"splits/{split}.txt)")
     parsed = {}
     for p in label_files:
-        if not p.is_file():
-            raise DatasetError(f"{p}: label file not found")
-        parsed[p] = _parse_lines(p)
+        parsed[p] = _parse_lines(require_file(p, "label file"))
 
     def mapped(t: str) -> str | None:
         return class_map.get(t) if class_map is not None else t
 
+    report = SkipReport()
     if class_names is None:
-        found: set[str] = set()
+        found: dict[str, str] = {}  # mapped name -> the file and line that first gives it
+        lines, ignored = 0, 0
         for p in all_labels:
-            for _, t, _, _ in parsed.get(p) or _parse_lines(p):
+            for n, t, _, _ in parsed.get(p) or _parse_lines(p):
+                lines += 1
                 if t not in IGNORED_TYPES and (class_map is None or t in class_map) and mapped(t) is not None:
-                    found.add(mapped(t))
+                    found.setdefault(mapped(t), f"{p}: field 'line {n} type'")
+                elif t in IGNORED_TYPES or (class_map is not None and class_map.get(t, "") is None):
+                    ignored += 1
+        if not found and lines and ignored == lines:
+            by_map = " or mapped to None by class_map" if class_map is not None else ""
+            raise DatasetError(f"{label_dir}: every label is DontCare{by_map} ({lines} lines in {len(all_labels)} "
+                               "files), so there is no class to train or score; label the objects, or map their "
+                               "types with class_map")
         class_names = sorted(found)
+        report_class_names(class_names, report, lambda i: found[class_names[i]])
+    else:
+        report_class_names(list(class_names), report, lambda i: f"class_names[{i}]")
     class_names = list(class_names)
     label_of = {n: i + 1 for i, n in enumerate(class_names)}
-    report = SkipReport()
     records = []
     for image_id, p in enumerate(label_files):
-        image = next((image_dir / (p.stem + e) for e in IMAGE_EXTENSIONS if (image_dir / (p.stem + e)).is_file()),
+        image = next((image_dir / (p.stem + e) for e in IMAGE_EXTENSIONS
+                      if optional_file(image_dir / (p.stem + e), "image file")),
                      image_dir / (p.stem + ".png"))
         width, height = read_image_size(image)
         rows, labels, fields, raws, names = [], [], [], [], []

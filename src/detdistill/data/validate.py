@@ -21,6 +21,10 @@ malformed JSON/XML/txt line             :class:`DatasetError` (the file cannot b
 empty dataset                           :class:`DatasetError`
 missing, truncated or corrupt image     :class:`DatasetError` when the image is decoded
 annotated size != decoded size          :class:`DatasetError` when the image is decoded
+class name repeated / differing in case counted ``duplicate_class_name`` / ``class_name_case`` (both modes;
+                                        training refuses them: :func:`check_training_classes`)
+YOLO ``nc`` != number of names          counted ``nc_mismatch`` (both modes; the names are used)
+a file path that is a folder, FIFO, ... :class:`DatasetError` naming the kind (``base.optional_file``)
 ======================================= ======================== ========================================
 
 The flag governs the cases where a user may reasonably want to go on (a few bad boxes in thousands);
@@ -41,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..utils import read_utf8_text
-from .base import DatasetError, DetectionDataset, open_image
+from .base import DatasetError, DetectionDataset, open_image, require_file
 
 log = logging.getLogger("detdistill.data")
 
@@ -185,9 +189,7 @@ def validate_boxes(
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` from the image header, after EXIF orientation, without decoding pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: image file not found")
+    path = require_file(path, "image file")
     try:
         with open_image(path) as img:
             width, height = img.size
@@ -230,7 +232,54 @@ def finish_dataset(ds: Any, report: "SkipReport", split: str | None) -> Any:
     return ds
 
 
-def require_nonempty(records: Sequence[Any], where: str, split: str | None) -> None:
+def require_nonempty(records: Sequence[Any], where: str, split: str | None, report: SkipReport | None = None) -> None:
+    """An empty dataset is an error; the message counts the files left out as unsupported (``report``)."""
     if not records:
         split_text = f" for split {split!r}" if split is not None else ""
-        raise DatasetError(f"{where}: empty dataset: no images found{split_text}")
+        skipped = ""
+        if report is not None and report.counts.get("unsupported_image"):
+            kinds = Counter(Path(ex.split(": ", 1)[0]).suffix.lower() or "(no suffix)"
+                            for ex in report.examples.get("unsupported_image", []))
+            n = report.counts["unsupported_image"]
+            skipped = (f"; {n} unsupported {'/'.join(sorted(kinds))} file{'s' if n != 1 else ''} skipped "
+                       f"({report.examples['unsupported_image'][0]}): convert them to a supported type")
+        raise DatasetError(f"{where}: empty dataset: no images found{split_text}{skipped}")
+
+
+#: Problems in a dataset's class-name set (reported by every reader; training refuses both).
+CLASS_NAME_REASONS = ("duplicate_class_name", "class_name_case")
+
+
+def report_class_names(names: Sequence[str], report: SkipReport, where: Callable[[int], str]) -> None:
+    """Count names that repeat (``duplicate_class_name``) or differ only in case (``class_name_case``) among
+    ``names``; ``where(i)`` names the file and field that gives name ``i``. Both make one class two outputs."""
+    exact: dict[str, int] = {}
+    folded: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in exact:
+            report.add("duplicate_class_name", f"{where(i)} has value {name!r}: the same class name as "
+                                               f"{where(exact[name])}")
+        elif name.casefold() in folded:
+            j = folded[name.casefold()]
+            report.add("class_name_case", f"{where(i)} has value {name!r}: differs only in case from {names[j]!r} "
+                                          f"({where(j)}); they are read as two classes")
+        exact.setdefault(name, i)
+        folded.setdefault(name.casefold(), i)
+
+
+def check_training_classes(dataset: Any) -> None:
+    """Training refuses a class-name set with repeats or case-only differences (:func:`report_class_names`):
+    the model would learn one class as two outputs and split its boxes between them."""
+    scratch = SkipReport()
+    names = list(dataset.class_names)
+    report_class_names(names, scratch, lambda i: f"class_names[{i}]")
+    if not scratch:
+        return
+    skips = getattr(dataset, "skips", None)
+    for reason in CLASS_NAME_REASONS:
+        if scratch.counts.get(reason):
+            examples = (skips.examples.get(reason) if skips is not None else None) or scratch.examples[reason]
+            what = "repeat" if reason == "duplicate_class_name" else "differ only in case"
+            raise DatasetError(f"{getattr(dataset, 'name', 'dataset')}: class names {what}, so training would learn "
+                               f"one class as two outputs ({examples[0]}); rename or merge them in the annotation "
+                               "files, then train")

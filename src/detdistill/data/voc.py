@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, ImageRecord
+from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, require_file
 from .validate import (
     SkipReport,
     bad_input,
@@ -34,6 +34,7 @@ from .validate import (
     read_image_size,
     read_text_file,
     relative_file_name,
+    report_class_names,
     require_nonempty,
     validate_boxes,
 )
@@ -92,7 +93,7 @@ def _number(text: str, path: Path, field: str) -> float:
 
 def parse_voc_xml(path: str | Path) -> _VocFile:
     """Parse one annotation file; malformed XML or missing fields raise :class:`DatasetError`."""
-    path = Path(path)
+    path = require_file(path, "annotation file")
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -137,7 +138,7 @@ def parse_voc_xml(path: str | Path) -> _VocFile:
 
 def _read_split_ids(layout: VocLayout, split: str) -> list[str]:
     path = layout.splits / f"{split}.txt"
-    if not path.is_file():
+    if not optional_file(path, "split file"):
         available = sorted(p.stem for p in layout.splits.glob("*.txt")) if layout.splits.is_dir() else []
         raise DatasetError(f"{path}: split file not found for split {split!r} (available: {available})")
     # VOC's per-class lists carry a second column ("id  1"); the id is the first token.
@@ -149,7 +150,7 @@ def _image_file(layout: VocLayout, parsed: _VocFile) -> Path:
         return layout.images / parsed.file_name
     for ext in IMAGE_EXTENSIONS:  # <filename> is optional in hand-written files: fall back to the stem
         candidate = layout.images / (parsed.path.stem + ext)
-        if candidate.is_file():
+        if optional_file(candidate, "image file"):
             return candidate
     return layout.images / (parsed.path.stem + ".jpg")
 
@@ -188,16 +189,23 @@ def read_voc(
         ids = _read_split_ids(layout, split)
         xml_files = [layout.annotations / f"{i}.xml" for i in ids]
         for path in xml_files:
-            if not path.is_file():
+            if not optional_file(path, "annotation file"):
                 raise DatasetError(f"{layout.splits / (split + '.txt')}: id {path.stem!r} has no annotation file {path}")
     parsed = [parse_voc_xml(p) for p in xml_files]
+    report = SkipReport()
     if class_names is None:
         wanted = set(xml_files)
         others = [parse_voc_xml(p) for p in all_xml if p not in wanted]
-        class_names = sorted({o.name for f in parsed + others for o in f.objects})
+        first_seen: dict[str, str] = {}  # name -> the file and field that first gives it
+        for f in parsed + others:
+            for o in f.objects:
+                first_seen.setdefault(o.name, f"{f.path}: field '{o.field[:-len('bndbox')]}name'")
+        class_names = sorted(first_seen)
+        report_class_names(class_names, report, lambda i: first_seen[class_names[i]])
+    else:
+        report_class_names(list(class_names), report, lambda i: f"class_names[{i}]")
     class_names = list(class_names)
     label_of = {n: i + 1 for i, n in enumerate(class_names)}
-    report = SkipReport()
     records = []
     for image_id, f in enumerate(parsed):
         image_path = _image_file(layout, f)

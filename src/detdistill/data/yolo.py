@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from .base import DatasetError, DetectionDataset, ImageRecord
+from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, path_kind
 from .validate import (
     SkipReport,
     bad_input,
@@ -27,6 +27,7 @@ from .validate import (
     read_image_size,
     read_text_file,
     relative_file_name,
+    report_class_names,
     require_nonempty,
     validate_boxes,
 )
@@ -39,7 +40,7 @@ SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val"
 def find_data_yaml(root: str | Path) -> Path | None:
     root = Path(root)
     for n in DATA_YAML_NAMES:
-        if (root / n).is_file():
+        if optional_file(root / n, "dataset config"):
             return root / n
     return None
 
@@ -78,7 +79,10 @@ def _list_images(entry: Path, base: Path, where: str, report: SkipReport | None 
     if entry.is_file() and entry.suffix == ".txt":
         lines = [ln.strip() for ln in read_text_file(entry, "image list").splitlines() if ln.strip()]
         return [(base / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
-    raise DatasetError(f"{where} has value {str(entry)!r}: no such image folder or list file")
+    kind = path_kind(entry)
+    what = "no such image folder or list file" if kind == "missing" else \
+        f"is a {kind if kind != 'file' else 'file that is not a .txt list'}, expected an image folder or a .txt list file"
+    raise DatasetError(f"{where} has value {str(entry)!r}: {what}")
 
 
 def _names_from_yaml(cfg: dict, path: Path) -> list[str] | None:
@@ -98,12 +102,22 @@ def _names_from_yaml(cfg: dict, path: Path) -> list[str] | None:
     raise DatasetError(f"{path}: field 'names' has value {names!r}: expected a list or a mapping")
 
 
-def _names_from_file(root: Path) -> list[str] | None:
+def _names_from_file(root: Path) -> tuple[list[str], Path] | None:
     candidates = [root / "classes.txt", root / "obj.names"] + sorted(root.glob("*.names"))
     for c in candidates:
-        if c.is_file():
-            return [ln.strip() for ln in read_text_file(c, "class names file").splitlines() if ln.strip()]
+        if optional_file(c, "class names file"):
+            return [ln.strip() for ln in read_text_file(c, "class names file").splitlines() if ln.strip()], c
     return None
+
+
+def _check_nc(cfg: dict | None, cfg_path: Path | None, names: list[str], source: str, report: SkipReport) -> None:
+    """``nc`` in data.yaml must count the names; a disagreement is a problem (the names are what is used)."""
+    if cfg is None or cfg_path is None or "nc" not in cfg:
+        return
+    nc = cfg["nc"]
+    if not (isinstance(nc, int) and not isinstance(nc, bool)) or nc != len(names):
+        report.add("nc_mismatch", f"{cfg_path}: field 'nc' has value {nc!r} but {source} lists {len(names)} class "
+                                  f"names {names}; the names are used (fix nc or the names)")
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -212,20 +226,29 @@ def read_yolo(
     check_on_bad_box(on_bad_box)
     cfg_path = find_data_yaml(root)
     cfg = _load_yaml(cfg_path) if cfg_path is not None else None
-    if class_names is None:
-        class_names = (_names_from_yaml(cfg, cfg_path) if cfg is not None else None) or _names_from_file(root)
-        if class_names is None:
-            raise DatasetError(f"{root}: no class names (give 'names' in data.yaml, a classes.txt/obj.names file, "
-                               f"or class_names)")
-    class_names = list(class_names)
     report = SkipReport()
+    where, source = (lambda i: f"class_names[{i}]"), "class_names"
+    if class_names is None:
+        class_names = _names_from_yaml(cfg, cfg_path) if cfg is not None else None
+        if class_names:
+            where, source = (lambda i: f"{cfg_path}: field 'names[{i}]'"), "field 'names'"
+        else:
+            found = _names_from_file(root)
+            if found is None:
+                raise DatasetError(f"{root}: no class names (give 'names' in data.yaml, a classes.txt/obj.names "
+                                   f"file, or class_names)")
+            class_names, names_file = found
+            where, source = (lambda i: f"{names_file}: name {i + 1}"), str(names_file)
+    class_names = list(class_names)
+    report_class_names(class_names, report, where)
+    _check_nc(cfg, cfg_path, class_names, source, report)
     images = _images_for_split(root, split, cfg, cfg_path, report)
     _report_orphan_labels(images, report)
     records = []
     for image_id, image in enumerate(images):
         width, height = read_image_size(image)
         label_file = label_path_for(image)
-        if label_file.is_file():
+        if optional_file(label_file, "label file"):  # a folder there is an error, not a negative image
             boxes, labels = _parse_label_file(label_file, width, height, len(class_names), on_bad_box, report,
                                               class_names)
         else:
@@ -233,7 +256,7 @@ def read_yolo(
         file_name = relative_file_name(image, root)
         records.append(ImageRecord(image_id=image_id, file_name=file_name, width=width, height=height,
                                    boxes=boxes, labels=labels))
-    require_nonempty(records, str(root), split)
+    require_nonempty(records, str(root), split, report)
     ds = DetectionDataset(records, class_names, list(range(len(class_names))), root=root,
                           name=name or f"{root.name}-{split or 'all'}")
     return finish_dataset(ds, report, split)

@@ -8,8 +8,9 @@ The teacher's RoI head is not cached: it runs on the student's sampled RoIs, poo
 Layout of a cache folder (numpy memmaps: numpy is already a dependency, a flat file per output slices with
 no decoding, and every DataLoader worker or DDP rank maps only the pages it touches)::
 
-    manifest.json        identity (teacher SHA-256, transform, augmentation, dataset files, dtype, levels);
-                         written last, so a folder without it is not a cache
+    manifest.json        identity (teacher SHA-256, transform, augmentation, dataset files, dtype, levels) and
+                         every data file's size and blake2b hash; written last, so a folder without it is
+                         not a cache
     index.npz            per entry: image id, flip, canvas, per-level (h, w), per-file element offsets
     fill.npz             the teacher's per-channel response to an all-padding canvas (fills a batch canvas
                          around a smaller image)
@@ -18,10 +19,16 @@ no decoding, and every DataLoader worker or DDP rank maps only the pages it touc
     del_<i>.bin          RPN deltas 4A x h x w per entry, level i
 
 Flip is cached as two states rather than by flipping features: convolutions are not flip-equivariant.
+
+Opening a cache (:class:`TeacherCache`, so every run that uses one, ``--resume`` included) checks the
+manifest's fields and re-hashes every data file against it before step 1: a zero-filled, overwritten or
+truncated file would otherwise train silently on wrong teacher outputs. ``detdistill cache-teacher --verify
+DIR`` runs the same check alone. Format 1 caches (no hashes) must be rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,9 +45,15 @@ from torch import Tensor
 from ..errors import DetDistillError
 from ..utils import file_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records each data file's size and blake2b hash ("data_files")
 DTYPES = {"float16": np.float16, "float32": np.float32}
 MANIFEST = "manifest.json"
+_JSON_TYPES = {dict: "object", list: "array", int: "integer", str: "string"}
+HASH_CHUNK = 1 << 22  # 4 MiB reads: large enough that hashing, not the syscalls, sets the pace
+#: What a manifest must hold, with the type each field has (anything else is a damaged or foreign manifest).
+MANIFEST_FIELDS: dict[str, type] = {"format": int, "teacher_sha256": str, "transform": dict, "augmentation": dict,
+                                    "dtype": str, "dataset": dict, "levels": dict, "files": list, "entries": int,
+                                    "bytes": int, "data_files": dict}
 
 
 class TeacherCacheError(DetDistillError):
@@ -164,13 +177,14 @@ def _clean_stale_partials(out: Path) -> None:
 
 def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | Path, *, teacher_sha256: str,
                         augment: Any = None, dtype: str = "float16", batch_size: int = 4, progress: bool = True,
-                        device: str | torch.device = "cpu",
-                        on_batch: Callable[[int], None] | None = None) -> "TeacherCache":
+                        device: str | torch.device = "cpu", on_batch: Callable[[int], None] | None = None,
+                        teacher_path: str | Path | None = None) -> "TeacherCache":
     """Run the teacher once over every (image, flip state) of ``dataset`` and write the cache to ``out_dir``.
 
     The folder appears complete or not at all: everything is written into ``<out_dir>.partial-<pid>``, the
     manifest last, and the folder renamed into place. A killed build leaves only that partial folder, which
     the next build removes. ``on_batch(k)`` is called after each written batch (tests kill a build there).
+    ``teacher_path`` is recorded so that a failed verification can print the command that rebuilds the cache.
     """
     from tqdm.auto import tqdm
 
@@ -222,6 +236,7 @@ def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | P
                 file_names = [f"feat_{key}.bin" for key in levels] + [f"obj_{i}.bin" for i in range(len(levels))] \
                     + [f"del_{i}.bin" for i in range(len(levels))]
                 files = {name: open(tmp / name, "wb") for name in file_names}
+                hashes = {name: hashlib.blake2b() for name in file_names}
                 cursor = [0] * len(file_names)
                 channels = [int(features[key].shape[1]) for key in levels]
                 anchors = [int(o.shape[1]) for o in objectness]
@@ -235,7 +250,9 @@ def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | P
                 row = []
                 for f_i, (name, tensor) in enumerate(zip(file_names, outputs)):
                     array = tensor[j].detach().to("cpu", torch.float32).numpy().astype(np_dtype, copy=False)
-                    files[name].write(np.ascontiguousarray(array).tobytes())
+                    data = np.ascontiguousarray(array).tobytes()
+                    files[name].write(data)
+                    hashes[name].update(data)  # hashed as written: no second pass over the files
                     row.append(cursor[f_i])
                     cursor[f_i] += array.size
                 offsets.append(row)
@@ -262,11 +279,16 @@ def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | P
                  shapes=np.asarray(shapes, np.int64).reshape(len(image_ids), len(levels), 2),
                  offsets=np.asarray(offsets, np.int64).reshape(len(image_ids), len(file_names)))
         strides = _level_strides(biggest, shapes[canvases.index(biggest)])
+        item = np.dtype(np_dtype).itemsize
+        data_files = {name: {"bytes": cursor[f_i] * item, "blake2b": hashes[name].hexdigest()}
+                      for f_i, name in enumerate(file_names)}
+        data_files.update({name: file_record(tmp / name) for name in ("index.npz", "fill.npz")})
         manifest = {**identity, "levels": {key: {"channels": c, "stride": s, "anchors": a}
                                            for key, c, s, a in zip(levels, channels, strides, anchors)},
                     "files": file_names, "entries": len(image_ids),
                     "bytes": int(sum(cursor) * np.dtype(np_dtype).itemsize), "build_seconds": build_seconds,
-                    "teacher_device": str(device)}
+                    "teacher_device": str(device), "data_files": data_files,
+                    "built_with": {"teacher": str(teacher_path) if teacher_path is not None else None}}
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1)
             fh.flush()
@@ -294,29 +316,156 @@ def manifest_sha256(cache_dir: str | Path) -> str:
     return file_sha256(Path(cache_dir) / MANIFEST)
 
 
+def file_record(path: str | Path, progress: Any = None) -> dict[str, Any]:
+    """``{"bytes", "blake2b"}`` of a file, read in chunks (``progress.update(n)`` per chunk when given)."""
+    digest, size = hashlib.blake2b(), 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            if progress is not None:
+                progress.update(len(chunk))
+    return {"bytes": size, "blake2b": digest.hexdigest()}
+
+
+def rebuild_command(cache_dir: str | Path, manifest: dict[str, Any] | None = None) -> str:
+    """How to rebuild the cache in ``cache_dir``: the command line, with the teacher the manifest records."""
+    import shlex
+
+    teacher = ((manifest or {}).get("built_with") or {}).get("teacher") if isinstance(manifest, dict) else None
+    folder = shlex.quote(str(cache_dir))
+    return (f"delete it and rebuild: `rm -r {folder} && detdistill cache-teacher --teacher "
+            f"{shlex.quote(str(teacher)) if teacher else 'TEACHER.pt'} --config RECIPE.yaml --out {folder}` "
+            "with the recipe the run uses (a distill run with distill.teacher_cache set rebuilds a missing cache "
+            "itself)")
+
+
+def check_manifest(cache_dir: str | Path, manifest: Any) -> None:
+    """The manifest's fields are all there with their types, and of this format; else a TeacherCacheError."""
+    path = Path(cache_dir) / MANIFEST
+    if not isinstance(manifest, dict):
+        raise TeacherCacheError(f"{path}: manifest is a JSON {type(manifest).__name__}, not an object; "
+                                f"{rebuild_command(cache_dir)}")
+    version = manifest.get("format")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise TeacherCacheError(f"{path}: field 'format' has value {version}: built by a newer detdistill (this one "
+                                f"reads format {FORMAT_VERSION}); upgrade detdistill or "
+                                f"{rebuild_command(cache_dir, manifest)}")
+    if version == 1 or (isinstance(version, int) and version < FORMAT_VERSION and "data_files" not in manifest):
+        raise TeacherCacheError(f"{path}: field 'format' has value {version}: built by an older detdistill that "
+                                "recorded no content hashes, so its data files cannot be verified; "
+                                f"{rebuild_command(cache_dir, manifest)}")
+    for key, kind in MANIFEST_FIELDS.items():
+        if key not in manifest:
+            raise TeacherCacheError(f"{path}: manifest has no field '{key}' (the file was edited or damaged); "
+                                    f"{rebuild_command(cache_dir, manifest)}")
+        value = manifest[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TeacherCacheError(f"{path}: field '{key}' has value {str(value)[:60]!r}: expected a JSON "
+                                    f"{_JSON_TYPES[kind]}; {rebuild_command(cache_dir, manifest)}")
+    if manifest["dtype"] not in DTYPES:
+        raise TeacherCacheError(f"{path}: field 'dtype' has value {manifest['dtype']!r}: expected one of "
+                                f"{list(DTYPES)}; {rebuild_command(cache_dir, manifest)}")
+    for key, level in manifest["levels"].items():
+        for sub in ("channels", "anchors"):
+            if not isinstance(level, dict) or not isinstance(level.get(sub), int) or level[sub] <= 0:
+                raise TeacherCacheError(f"{path}: field 'levels.{key}.{sub}' is missing or not a positive integer; "
+                                        f"{rebuild_command(cache_dir, manifest)}")
+    if len(manifest["files"]) != 3 * len(manifest["levels"]) or not all(isinstance(f, str) for f in manifest["files"]):
+        raise TeacherCacheError(f"{path}: field 'files' has {len(manifest['files'])} entries for "
+                                f"{len(manifest['levels'])} levels (expected 3 file names per level); "
+                                f"{rebuild_command(cache_dir, manifest)}")
+    for name in [*manifest["files"], "index.npz", "fill.npz"]:
+        record = manifest["data_files"].get(name)
+        if not (isinstance(record, dict) and isinstance(record.get("bytes"), int)
+                and isinstance(record.get("blake2b"), str)):
+            raise TeacherCacheError(f"{path}: field 'data_files.{name}' is missing or lacks 'bytes'/'blake2b'; "
+                                    f"{rebuild_command(cache_dir, manifest)}")
+
+
+def verify_data_files(cache_dir: str | Path, manifest: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+    """Every data file of a (checked) manifest is a regular file of the recorded size and blake2b hash.
+
+    Sizes are compared first (a truncated file fails without being read), then contents are hashed.
+    Returns ``{"files", "bytes", "seconds"}``; the first failure raises a TeacherCacheError naming the file.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(cache_dir)
+    records = manifest["data_files"]
+    names = [*manifest["files"], "index.npz", "fill.npz"]
+    for name in names:
+        target, want = folder / name, records[name]["bytes"]
+        if not target.exists():
+            raise TeacherCacheError(f"{target}: data file missing (the manifest records {want:,} bytes); "
+                                    f"{rebuild_command(folder, manifest)}")
+        if not target.is_file():
+            raise TeacherCacheError(f"{target}: not a regular file (the manifest records a {want:,}-byte data "
+                                    f"file); {rebuild_command(folder, manifest)}")
+        size = target.stat().st_size
+        if size != want:
+            what = "truncated" if size < want else "longer than written"
+            raise TeacherCacheError(f"{target}: {size:,} bytes, the manifest records {want:,} ({what}); "
+                                    f"{rebuild_command(folder, manifest)}")
+    total = sum(records[name]["bytes"] for name in names)
+    start = time.perf_counter()
+    with tqdm(total=total, desc="verify teacher cache", unit="B", unit_scale=True, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for name in names:
+            got = file_record(folder / name, bar)["blake2b"]
+            if got != records[name]["blake2b"]:
+                raise TeacherCacheError(f"{folder / name}: content differs from the manifest's blake2b hash (the "
+                                        f"file was overwritten or damaged after the build); "
+                                        f"{rebuild_command(folder, manifest)}")
+    return {"files": len(names), "bytes": total, "seconds": time.perf_counter() - start}
+
+
+def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
+    """The manifest of ``cache_dir``, parsed and checked (:func:`check_manifest`); data files not read."""
+    folder = Path(cache_dir)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise TeacherCacheError(f"{folder}: not a finished teacher cache (no {MANIFEST}); build it with "
+                                "`detdistill cache-teacher` or set distill.teacher_cache to let distill build it")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TeacherCacheError(f"{path}: unreadable manifest ({exc}); {rebuild_command(folder)}") from exc
+    check_manifest(folder, manifest)
+    return manifest
+
+
+def verify_teacher_cache(cache_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+    """``detdistill cache-teacher --verify``: manifest fields, then every data file's size and hash.
+
+    Returns ``{"entries", "files", "bytes", "seconds"}``; a failure raises a TeacherCacheError naming the file
+    (and field) and the command that rebuilds the cache.
+    """
+    manifest = read_manifest(cache_dir)
+    return {"entries": manifest["entries"], **verify_data_files(cache_dir, manifest, progress)}
+
+
 class TeacherCache:
     """A built cache, opened read-only; ``teacher_outputs`` stands in for running the teacher on a batch.
 
     The memory maps open lazily in the process that first reads (so a forked DataLoader worker or a DDP rank
     maps its own view and reads only the pages of its shard). ``reads`` counts the ``(image_id, flip)``
-    entries read, for checks and benchmarks.
+    entries read, for checks and benchmarks. Opening verifies the files (:func:`verify_data_files`; about a
+    second per 0.5 GB), so a run, a resumed run included, never trains on a damaged cache.
     """
 
     def __init__(self, cache_dir: str | Path, expected: dict[str, Any] | None = None) -> None:
+        """Open ``cache_dir``: check the manifest (against ``expected``, a :func:`cache_identity`, when given) and
+        every data file's size and blake2b hash, so damaged outputs never reach a training step."""
         self.dir = Path(cache_dir)
         path = self.dir / MANIFEST
-        if not path.is_file():
-            raise TeacherCacheError(f"{self.dir}: not a finished teacher cache (no {MANIFEST}); build it with "
-                                    "`detdistill cache-teacher` or set distill.teacher_cache to let distill build it")
-        try:
-            self.manifest = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise TeacherCacheError(f"{path}: unreadable manifest ({exc}); delete the folder and rebuild") from exc
-        if expected is not None:
+        self.manifest = read_manifest(self.dir)
+        if expected is not None:  # the cheap identity check first: a mismatch needs no hashing
             diff = _first_difference(self.manifest, expected)
             if diff is not None:
                 raise TeacherCacheError(f"{path}: the teacher cache does not match this run ({diff}); delete the "
                                         "folder to rebuild it or point distill.teacher_cache at another folder")
+        self.verified = verify_data_files(self.dir, self.manifest)
         self.sha256 = manifest_sha256(self.dir)
         self.levels = list(self.manifest["levels"])
         self.files = list(self.manifest["files"])
@@ -408,13 +557,14 @@ def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path:
         log(f"teacher cache: building {path} ({len(dataset)} images x {len(expected['augmentation']['hflip_states'])}"
             f" flip states, {dtype})")
         build_teacher_cache(teacher, dataset, path, teacher_sha256=sha, augment=augment, dtype=dtype,
-                            batch_size=batch_size, progress=progress, device=device)
+                            batch_size=batch_size, progress=progress, device=device, teacher_path=teacher_path)
     if dist is not None and dist.distributed:
         from ..engine.distributed import barrier
 
         barrier(dist)
     cache = TeacherCache(path, expected)
     log(f"teacher cache: {path} ({len(cache)} entries, {cache.manifest['bytes'] / 2**20:.0f} MiB "
-        f"{cache.manifest['dtype']}, manifest {cache.sha256[:12]}…)")
+        f"{cache.manifest['dtype']}, manifest {cache.sha256[:12]}…, {cache.verified['files']} files verified in "
+        f"{cache.verified['seconds']:.1f} s)")
     return cache
 

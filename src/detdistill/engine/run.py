@@ -22,6 +22,7 @@ from torch import nn
 from ..config import ExperimentConfig, config_to_dict, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
+from ..data.validate import check_training_classes
 from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
@@ -71,6 +72,7 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
 
     train = opened("data.train_split", d.train_split, d.num_train_images)
     assert train is not None
+    check_training_classes(train)  # repeated class names would make one class two outputs
     return Datasets(train, opened("data.val_split", d.val_split, d.num_eval_images),
                     opened("data.test_split", d.test_split, d.num_eval_images))
 

@@ -125,12 +125,13 @@ def predict_checkpoint(
     batch_size: int = 4,
     device: str | None = None,
     progress: bool = True,
+    on_bad_image: str = "skip",
 ) -> dict[str, Any]:
     """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json.
 
     ``images`` is a list of files and folders (numbered 1..N in that order), or a ``DetectionDataset``: then
     each image keeps the dataset's own id and file name, so ``evaluate --gt`` on that dataset's ground truth
-    scores the detections against the right images.
+    scores the detections against the right images. ``on_bad_image``: see :func:`.predict.predict_images`.
     """
     from ..data.base import DetectionDataset
     from ..models import load_detector, read_checkpoint
@@ -152,4 +153,4 @@ def predict_checkpoint(
                                score_threshold=score_threshold, nms=nms, size=size)
     return predict_images(model, paths, out_dir, ckpt["class_names"], ckpt["category_ids"],
                           batch_size=batch_size, device=device, progress=progress, image_ids=image_ids,
-                          load_image=load_image)
+                          load_image=load_image, on_bad_image=on_bad_image)

@@ -88,12 +88,16 @@ def _describe_keys(keys: list[str], limit: int = 8) -> str:
 
 def check_and_load(module: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
                    what: str = "model") -> None:
-    """Load ``state`` into ``module`` strictly, with one clear error listing every mismatch.
+    """Load ``state`` into ``module`` strictly, with one clear error listing every mismatch; NaN or infinite
+    weights are refused (:func:`detdistill.checks.check_finite_weights`).
 
     ``num_batches_tracked`` counters may be present or absent on either side (BatchNorm2d vs FrozenBatchNorm2d).
     """
+    from ..checks import check_finite_weights
+
     own = {k: v for k, v in module.state_dict().items() if not k.endswith(_IGNORED_SUFFIX)}
     given = {k: v for k, v in state.items() if not k.endswith(_IGNORED_SUFFIX)}
+    check_finite_weights(given, source)
     missing = sorted(set(own) - set(given))
     unexpected = sorted(set(given) - set(own))
     shapes = [f"{k}: file {tuple(given[k].shape)} vs {what} {tuple(own[k].shape)}"
