@@ -1,5 +1,9 @@
 """Data loading: collate, a seeded and resumable batch sampler, and a DataLoader builder.
 
+With unlabelled images (``data.unlabeled``) the training set is a :class:`MixedDataset` and every batch
+holds a fixed share of them (:class:`MixedBatchSampler`, ``data.unlabeled_ratio``), drawn from their own
+seeded stream, so the mix is as reproducible and resumable as the labelled order.
+
 Determinism does not depend on worker count or on where a run resumes: the sampler yields
 ``(index, sample_seed)`` pairs, and :class:`SeededView` seeds torch's RNG with ``sample_seed`` before the
 augmentation of that one sample. So batch ``k`` of epoch ``e`` is the same images with the same
@@ -15,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .base import DetectionDataset, Target, Transform, without_crowd
+from ..errors import DetDistillError
+from .base import DetectionDataset, RecordTable, Target, Transform, without_crowd
 
 
 def collate_detection(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[list[torch.Tensor], list[Target]]:
@@ -116,6 +121,127 @@ class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
         return self.batches_per_epoch() - self.start_batch
 
 
+def unlabelled_per_batch(batch_size: int, ratio: float) -> int:
+    """Unlabelled images in a batch of ``batch_size`` at share ``ratio`` (rounded, at least one each kind).
+
+    >>> unlabelled_per_batch(4, 0.5), unlabelled_per_batch(4, 0.25), unlabelled_per_batch(8, 0.7)
+    (2, 1, 6)
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise DetDistillError(f"data.unlabeled_ratio: value {ratio} must lie in [0, 1) (the unlabelled share of "
+                              "each batch; 1 would leave no labelled image)")
+    count = int(math.floor(batch_size * ratio + 0.5))
+    if count < 1 or count >= batch_size:
+        raise DetDistillError(
+            f"data.unlabeled_ratio: value {ratio} with train.batch_size {batch_size} puts {count} unlabelled and "
+            f"{batch_size - count} labelled images in a batch; each batch needs both. Choose a ratio near "
+            f"{1 / batch_size:.2f}..{1 - 1 / batch_size:.2f} or a larger batch")
+    return count
+
+
+class MixedDataset(DetectionDataset):
+    """Labelled images (indices ``0..L-1``) followed by unlabelled ones (``L..L+U-1``) as one training set.
+
+    The unlabelled images' ids move past the labelled ids (ids key the teacher cache), and every target
+    carries ``labelled`` (a bool tensor). ``records`` spans both parts, so the teacher cache covers both.
+    """
+
+    def __init__(self, labelled: DetectionDataset, unlabelled: DetectionDataset, ratio: float) -> None:
+        from .unlabeled import LABELLED_KEY
+
+        self._key = LABELLED_KEY
+        self.labelled, self.unlabelled, self.ratio = labelled, unlabelled, float(ratio)
+        self.id_offset = int(labelled.records.image_ids.max()) + 1 if len(labelled) else 0
+        a, b = labelled.records, unlabelled.records
+        table = RecordTable(
+            image_ids=np.concatenate([a.image_ids, b.image_ids + self.id_offset]),
+            widths=np.concatenate([a.widths, b.widths]), heights=np.concatenate([a.heights, b.heights]),
+            names=np.concatenate([a.names, b.names]),
+            name_offsets=np.concatenate([a.name_offsets, b.name_offsets[1:] + a.name_offsets[-1]]),
+            box_offsets=np.concatenate([a.box_offsets, b.box_offsets[1:] + a.box_offsets[-1]]),
+            boxes=np.concatenate([a.boxes, b.boxes]), labels=np.concatenate([a.labels, b.labels]),
+            iscrowd=np.concatenate([a.iscrowd, b.iscrowd]), difficult=np.concatenate([a.difficult, b.difficult]),
+            area=np.concatenate([a.area, b.area]))
+        super().__init__(table, labelled.class_names, labelled.category_ids, name=f"{labelled.name}+{unlabelled.name}")
+        self.skips = getattr(labelled, "skips", None)
+
+    @property
+    def num_labelled(self) -> int:
+        return len(self.labelled)
+
+    @property
+    def num_unlabelled(self) -> int:
+        return len(self.unlabelled)
+
+    def _part(self, idx: int) -> tuple[DetectionDataset, int]:
+        idx = int(idx)
+        return (self.labelled, idx) if idx < len(self.labelled) else (self.unlabelled, idx - len(self.labelled))
+
+    def image_path(self, idx: int):  # noqa: ANN201 - a Path, as DetectionDataset's
+        part, j = self._part(idx)
+        return part.image_path(j)
+
+    def load_image(self, idx: int) -> torch.Tensor:
+        part, j = self._part(idx)
+        return part.load_image(j)
+
+    def get_target(self, idx: int) -> Target:
+        part, j = self._part(idx)
+        target = part.get_target(j)
+        target["image_id"] = torch.tensor(int(self.records.image_ids[int(idx)]), dtype=torch.int64)
+        target[self._key] = torch.tensor(part is self.labelled)
+        return target
+
+
+def mix_datasets(labelled: DetectionDataset, unlabelled: DetectionDataset, ratio: float) -> MixedDataset:
+    """The training set of a run with ``data.unlabeled`` (see :class:`MixedDataset`)."""
+    return MixedDataset(labelled, unlabelled, ratio)
+
+
+class MixedBatchSampler(ResumableBatchSampler):
+    """:class:`ResumableBatchSampler` over the labelled part of a :class:`MixedDataset`, each batch topped up
+    with unlabelled images to ``batch_size``.
+
+    The labelled part keeps its epochs (``batch_size − unlabelled_per_batch`` images per batch); the
+    unlabelled images come from an endless stream of seeded permutations, position ``(global batch × ranks +
+    rank) × per batch``, so a batch depends only on ``(seed, epoch, batch, rank)`` and resumes exactly.
+    """
+
+    def __init__(self, num_labelled: int, num_unlabelled: int, batch_size: int, ratio: float, seed: int = 0,
+                 shuffle: bool = True, drop_last: bool = True, num_replicas: int = 1, rank: int = 0) -> None:
+        if num_unlabelled <= 0:
+            raise DetDistillError("data.unlabeled: the unlabelled set is empty")
+        self.per_batch_unlabelled = unlabelled_per_batch(batch_size, ratio)
+        super().__init__(num_labelled, batch_size - self.per_batch_unlabelled, seed=seed, shuffle=shuffle,
+                         drop_last=drop_last, num_replicas=num_replicas, rank=rank)
+        self.num_labelled, self.num_unlabelled = num_labelled, num_unlabelled
+        self._cycles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _cycle(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in self._cycles:
+            if len(self._cycles) > 4:
+                self._cycles.clear()
+            order = np.random.default_rng([self.seed, k, 2]).permutation(self.num_unlabelled)
+            seeds = np.random.default_rng([self.seed, k, 3]).integers(0, 2**31 - 1, self.num_unlabelled)
+            self._cycles[k] = (order, seeds)
+        return self._cycles[k]
+
+    def unlabelled_at(self, position: int, count: int) -> list[tuple[int, int]]:
+        """``count`` unlabelled ``(index in the mixed dataset, sample seed)`` from stream ``position`` on."""
+        out = []
+        for p in range(position, position + count):
+            order, seeds = self._cycle(p // self.num_unlabelled)
+            i = int(order[p % self.num_unlabelled])
+            out.append((self.num_labelled + i, int(seeds[i])))
+        return out
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        per_epoch = self.batches_per_epoch()
+        n = self.per_batch_unlabelled
+        return [batch + self.unlabelled_at(((epoch * per_epoch + b) * self.num_replicas + self.rank) * n, n)
+                for b, batch in enumerate(super().epoch_batches(epoch))]
+
+
 def _seed_worker(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's signature
     # Per-sample seeding does the real work; this only keeps stray numpy/random use reproducible.
     seed = torch.initial_seed() % 2**32
@@ -153,14 +279,20 @@ def build_loader(
 
     Training loaders shuffle with a per-epoch permutation from ``seed`` and augment with ``transforms``;
     evaluation loaders keep file order and never augment. The batch sampler is
-    :class:`ResumableBatchSampler` (reach it as ``loader.batch_sampler`` to set the position).
+    :class:`ResumableBatchSampler` (reach it as ``loader.batch_sampler`` to set the position), or for a
+    training :class:`MixedDataset` the :class:`MixedBatchSampler` that mixes in its unlabelled images.
     Memory is pinned when CUDA is available unless ``pin_memory`` says otherwise.
     """
-    sampler = ResumableBatchSampler(
-        len(dataset), batch_size, seed=seed, shuffle=train,
-        drop_last=train if drop_last is None else drop_last,
-        num_replicas=num_replicas, rank=rank,
-    )
+    if isinstance(dataset, MixedDataset) and train:
+        sampler: ResumableBatchSampler = MixedBatchSampler(
+            dataset.num_labelled, dataset.num_unlabelled, batch_size, dataset.ratio, seed=seed,
+            drop_last=True if drop_last is None else drop_last, num_replicas=num_replicas, rank=rank)
+    else:
+        sampler = ResumableBatchSampler(
+            len(dataset), batch_size, seed=seed, shuffle=train,
+            drop_last=train if drop_last is None else drop_last,
+            num_replicas=num_replicas, rank=rank,
+        )
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(

@@ -18,6 +18,18 @@ in :mod:`detdistill.distill.terms`). The paper's terms (recipe ``chen2017``) com
 Every other term adds ``weight · value`` under its own key (``loss_<name>``). With every term off the losses
 and the RNG use are exactly those of ``student(images, targets)``.
 
+Unlabelled images (``data.unlabeled``; a target with ``labelled = False``) join a batch without ground truth:
+
+* the student's supervised losses (torchvision's four, the hard parts above) run only on the labelled
+  images, with the same samples, RNG use and normalisers as on a batch of those images alone;
+* terms registered with ``needs_labels`` (bounded regression, GT-box imitation) see only the labelled images;
+* every other term sees all images: the feature terms (masks of ``hint_fgfi``/``fgd`` from the teacher's
+  detections above :data:`TEACHER_BOX_SCORE` on unlabelled images), the RPN soft term on anchors the
+  teacher's objectness samples (its positives first, the rest random background), and the RCN terms on the
+  student's top proposals (no ground truth added; DKD's target class is the teacher's);
+* with ``distill.pseudo_label_score`` the teacher's detections above it become the image's hard targets,
+  and the supervised losses run on it like on a labelled image.
+
 The teacher is frozen: no gradients, always in eval mode, not registered as a submodule (so it is not in
 ``state_dict()``, ``parameters()``, the optimizer or DDP's buckets), moved along with ``.to()``.
 """
@@ -30,15 +42,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
+from ..data.base import PER_BOX_KEYS
+from ..data.unlabeled import is_labelled
 from ..errors import PairingError
 from ..typed_config import check_ranges
 from .adaptation import make_adaptation
 from .config import DistillConfig
 from .losses import classification_distillation_loss, regression_distillation_loss
 from .terms import FeaturePair, RCNSamples, RPNSamples, TermContext, active_terms, list_terms, resolve_recipe
+
+
+TEACHER_BOX_SCORE = 0.5
+"""Score above which the teacher's detections stand in for the ground-truth boxes of an unlabelled image in
+the masks of ``hint_fgfi`` and ``fgd`` (when ``distill.pseudo_label_score`` is not set)."""
 
 
 @dataclass
@@ -77,6 +97,19 @@ class DistillPlan:
     weights: dict[str, float] = field(default_factory=dict)
     loss_keys: dict[str, str] = field(default_factory=dict)
     init_from_teacher: str = "off"
+    labelled_only: list[str] = field(default_factory=list)
+    """Active terms registered with ``needs_labels``: they never see an unlabelled image."""
+
+    def unlabelled_lines(self, num_images: int, pseudo_label_score: float | None = None) -> list[str]:
+        """What runs on the ``num_images`` unlabelled images (the dry-run's section for ``data.unlabeled``)."""
+        on = [n for n, active in self.terms.items() if active and n not in self.labelled_only]
+        pseudo = (f"teacher detections with score >= {pseudo_label_score:g} as hard targets (supervised losses "
+                  "run on them)" if pseudo_label_score is not None else "off (supervised losses: labelled images only)")
+        return [f"unlabelled images: {num_images}",
+                f"  terms on unlabelled images: {', '.join(on) or '(none: they only cost time)'}",
+                "  labelled images only: the student's supervised losses"
+                + (f", {', '.join(self.labelled_only)}" if self.labelled_only else ""),
+                f"  pseudo-labels: {pseudo}"]
 
     def __str__(self) -> str:
         lines = [f"recipe: {self.recipe}" if self.recipe else "recipe: (none)", "active terms:"]
@@ -156,6 +189,8 @@ class Distiller(nn.Module):
         recipe = resolve_recipe(cfg.recipe)
         reads = {r for spec in self.terms for r in spec.reads}
         self._reads = reads
+        # What the terms that also see unlabelled images read: only those samples are made for such images.
+        self._reads_unlabelled = {r for spec in self.terms if not spec.needs_labels for r in spec.reads}
         self._check_basic(teacher, student)
         for spec in self.terms:
             if spec.check is not None:
@@ -166,7 +201,8 @@ class Distiller(nn.Module):
             terms={spec.name: spec.name in active for spec in list_terms()},
             recipe=recipe.name if cfg.recipe != "default" else f"default (= {recipe.name})",
             weights={spec.name: float(spec.weight(cfg)) for spec in self.terms},
-            loss_keys={spec.name: spec.loss_key for spec in self.terms})
+            loss_keys={spec.name: spec.loss_key for spec in self.terms},
+            labelled_only=[spec.name for spec in self.terms if spec.needs_labels])
         self.plan.anchors_checked = "rpn" in reads
         if self.plan.anchors_checked:
             self._check_anchor_settings(teacher, student, size)
@@ -312,29 +348,57 @@ class Distiller(nn.Module):
         image_list, targets = student.transform(images, targets)
         s_feats = student.backbone(image_list.tensors)
         reads = self._reads
+        labelled = [is_labelled(t) for t in targets]
+        unlabelled = [i for i, ok in enumerate(labelled) if not ok]
+        pseudo_score = self.config.pseudo_label_score
         need_teacher_rpn = "rpn" in reads
         teacher_out = TeacherOutputs()
-        if self.terms:
+        if self.terms or (unlabelled and pseudo_score is not None):
             teacher_out = self.teacher_outputs(image_list, targets, need_rpn=need_teacher_rpn)
 
         ctx = TermContext()
         hard: dict[str, Tensor] = {}
         stats: dict[str, float] = {}
-        proposals, anchors, anchors_per_level = self._rpn(image_list, s_feats, teacher_out, targets, hard, stats, ctx)
-        self._rcn(image_list, s_feats, teacher_out.features, proposals, targets, hard, stats, ctx)
+        # Supervised: labelled, or pseudo-labelled by the teacher. Only these get the hard losses.
+        supervised = list(labelled)
+        teacher_boxes: dict[int, Tensor] = {}
+        if unlabelled:
+            targets, teacher_boxes = self._label_unlabelled(image_list, teacher_out.features, targets, unlabelled,
+                                                            supervised, stats)
+        proposals, anchors, anchors_per_level = self._rpn(image_list, s_feats, teacher_out, targets, supervised, hard,
+                                                          stats, ctx)
+        rcn_images = self._rcn(image_list, s_feats, teacher_out.features, proposals, targets, supervised, hard, stats,
+                               ctx)
+        per_image = int(anchors[0].shape[0])  # one batch canvas: every image has the same anchors
+        if ctx.rpn is not None and not all(supervised) and "rpn" in self._reads_unlabelled:
+            # After every supervised sample is drawn, so their RNG use is that of the labelled images alone.
+            self._sample_unlabelled_anchors(ctx, supervised, per_image)
         if "gt_boxes" in reads:
-            ctx.gt_boxes = [t["boxes"] for t in targets]
+            ctx.gt_boxes = [teacher_boxes.get(i, t["boxes"]) for i, t in enumerate(targets)]
         adapted_cache: dict[str, Tensor] = {}
+        all_labelled = not unlabelled
+        labelled_ctx: TermContext | None = None
+        keep = [i for i, ok in enumerate(labelled) if ok]
 
         losses: dict[str, Tensor] = {}
         soft: dict[str, tuple[float, Tensor]] = {}
         for spec in self.terms:
-            view = ctx
-            if "features" in spec.reads:
-                view = replace(ctx, features=self._feature_pairs(spec, s_feats, teacher_out.features, adapted_cache,
-                                                                 anchors if "anchors" in spec.reads else None,
-                                                                 anchors_per_level))
-            value = spec.compute(view, spec.settings(self.config), self.config)
+            only_labelled = spec.needs_labels and not all_labelled
+            if only_labelled and not keep:
+                value = image_list.tensors.new_zeros(())  # no labelled image in this batch: nothing to compare
+            else:
+                view = ctx
+                if only_labelled:
+                    if labelled_ctx is None:
+                        labelled_ctx = self._labelled_view(ctx, labelled, per_image, rcn_images)
+                    view = labelled_ctx
+                if "features" in spec.reads:
+                    pairs = self._feature_pairs(spec, s_feats, teacher_out.features, adapted_cache,
+                                                anchors if "anchors" in spec.reads else None, anchors_per_level)
+                    if only_labelled:
+                        pairs = [_pair_subset(p, keep) for p in pairs]
+                    view = replace(view, features=pairs)
+                value = spec.compute(view, spec.settings(self.config), self.config)
             stats[spec.name] = float(value.detach())
             if spec.combine is not None:
                 soft[spec.loss_key] = (spec.weight(self.config), value)
@@ -343,6 +407,81 @@ class Distiller(nn.Module):
         stats.update(ctx.stats)
         self.stats = stats
         return {**self._paper_losses(hard, soft), **losses}
+
+    @torch.no_grad()
+    def _teacher_detections(self, image_list: ImageList, t_feats: dict[str, Tensor],
+                            idx: list[int]) -> list[dict[str, Tensor]]:
+        """The teacher's detections (canvas coordinates) on images ``idx`` of the batch, from its features."""
+        teacher = self.teacher
+        index = torch.tensor(idx, device=image_list.tensors.device)
+        sub = ImageList(image_list.tensors.index_select(0, index), [image_list.image_sizes[i] for i in idx])
+        feats = {k: v.index_select(0, index) for k, v in t_feats.items()}
+        proposals, _ = teacher.rpn(sub, feats)
+        detections, _ = teacher.roi_heads(feats, proposals, sub.image_sizes)
+        return detections
+
+    def _label_unlabelled(self, image_list, t_feats, targets, unlabelled, supervised, stats):  # noqa: ANN001, ANN202
+        """Teacher boxes for the unlabelled images: their pseudo-labels (``distill.pseudo_label_score``, which
+        makes them supervised) or the boxes of the GT-box masks; ``(targets, {image: boxes})``."""
+        pseudo = self.config.pseudo_label_score
+        stats["unlabelled_images"] = float(len(unlabelled))
+        if pseudo is None and "gt_boxes" not in self._reads_unlabelled:
+            return targets, {}
+        threshold = TEACHER_BOX_SCORE if pseudo is None else float(pseudo)
+        detections = self._teacher_detections(image_list, t_feats, unlabelled)
+        targets, boxes, found = list(targets), {}, 0
+        for i, det in zip(unlabelled, detections):
+            chosen = det["scores"] >= threshold
+            boxes[i] = det["boxes"][chosen]
+            found += int(chosen.sum())
+            if pseudo is not None:
+                rest = {k: v for k, v in targets[i].items() if k not in PER_BOX_KEYS}
+                targets[i] = {**rest, "boxes": det["boxes"][chosen], "labels": det["labels"][chosen]}
+                supervised[i] = True
+        stats["teacher_boxes_per_unlabelled"] = found / len(unlabelled)
+        return targets, ({} if pseudo is not None else boxes)
+
+    def _sample_unlabelled_anchors(self, ctx: TermContext, supervised: list[bool], per_image: int) -> None:
+        """Add the anchors of images without targets to ``ctx.rpn.sampled``: the student's sampler sizes with
+        the teacher as the oracle (objectness > 0.5 positive, most confident first; the rest random)."""
+        rpn = ctx.rpn
+        assert rpn is not None
+        sampler = self.student.rpn.fg_bg_sampler
+        size, fraction = sampler.batch_size_per_image, sampler.positive_fraction
+        picked = []
+        for i, sup in enumerate(supervised):
+            if sup:
+                continue
+            teacher = rpn.teacher_objectness[i * per_image:(i + 1) * per_image]
+            positive = torch.where(teacher > 0)[0]
+            if positive.numel() > int(size * fraction):
+                positive = positive[teacher[positive].topk(int(size * fraction)).indices]
+            negative = torch.where(teacher <= 0)[0]
+            count = min(negative.numel(), size - positive.numel())
+            negative = negative[torch.randperm(negative.numel(), device=negative.device)[:count]]
+            picked += [positive + i * per_image, negative + i * per_image]
+        extra = torch.cat(picked)
+        ctx.rpn = replace(rpn, sampled=torch.cat([rpn.sampled, extra]), num_sampled=rpn.num_sampled + extra.numel())
+
+    @staticmethod
+    def _labelled_view(ctx: TermContext, labelled: list[bool], per_image: int,
+                       rcn_images: Tensor | None) -> TermContext:
+        """``ctx`` restricted to the labelled images: what a ``needs_labels`` term reads (stats shared)."""
+        view = replace(ctx)
+        if ctx.rpn is not None:
+            lab = torch.tensor(labelled, device=ctx.rpn.sampled.device)
+            r = ctx.rpn
+            sampled = r.sampled[lab[r.sampled // per_image]]
+            view.rpn = replace(r, sampled=sampled, positive=r.positive[lab[r.positive // per_image]],
+                               num_sampled=int(sampled.numel()))
+        if ctx.rcn is not None and rcn_images is not None:
+            rows = torch.tensor(labelled, device=rcn_images.device)[rcn_images]
+            r = ctx.rcn
+            view.rcn = replace(r, class_logits=r.class_logits[rows], box_regression=r.box_regression[rows],
+                               teacher_logits=r.teacher_logits[rows], teacher_regression=r.teacher_regression[rows],
+                               labels=r.labels[rows], regression_targets=r.regression_targets[rows])
+        view.gt_boxes = [b for b, ok in zip(ctx.gt_boxes, labelled) if ok]
+        return view
 
     def _paper_losses(self, hard: dict[str, Tensor], soft: dict[str, tuple[float, Tensor]]) -> dict[str, Tensor]:
         """torchvision's four losses, each joined by its paper term where that is on (eq. 1-5 of the paper):
@@ -388,7 +527,7 @@ class Distiller(nn.Module):
             out.objectness, out.deltas = self.teacher.rpn.head(list(features.values()))
         return out
 
-    def _rpn(self, image_list, s_feats, teacher_out, targets, hard, stats, ctx):  # noqa: ANN001, ANN202
+    def _rpn(self, image_list, s_feats, teacher_out, targets, supervised, hard, stats, ctx):  # noqa: ANN001, ANN202
         rpn = self.student.rpn
         features = list(s_feats.values())
         objectness, deltas = rpn.head(features)
@@ -399,19 +538,30 @@ class Distiller(nn.Module):
         proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(num_images, -1, 4)
         boxes, _ = rpn.filter_proposals(proposals, objectness, image_list.image_sizes, num_anchors_per_level)
 
-        labels, matched_gt_boxes = rpn.assign_targets_to_anchors(anchors, targets)
-        regression_targets = rpn.box_coder.encode(matched_gt_boxes, anchors)
-        pos_masks, neg_masks = rpn.fg_bg_sampler(labels)
-        pos = torch.where(torch.cat(pos_masks, dim=0))[0]
-        neg = torch.where(torch.cat(neg_masks, dim=0))[0]
+        # The supervised images' anchors are matched and sampled as a batch of those images alone would be.
+        sup = [i for i, ok in enumerate(supervised) if ok]
+        per_image = int(anchors[0].shape[0])
+        sup_anchors = [anchors[i] for i in sup]
+        labels_s, matched_s = rpn.assign_targets_to_anchors(sup_anchors, [targets[i] for i in sup])
+        regression_s = rpn.box_coder.encode(matched_s, sup_anchors) if sup else ()
+        pos_masks, neg_masks = rpn.fg_bg_sampler(labels_s)
+        empty = torch.zeros(0, dtype=torch.int64, device=objectness.device)
+        pos = torch.cat([empty] + [torch.where(m)[0] + i * per_image for m, i in zip(pos_masks, sup)])
+        neg = torch.cat([empty] + [torch.where(m)[0] + i * per_image for m, i in zip(neg_masks, sup)])
         sampled = torch.cat([pos, neg], dim=0)
         objectness = objectness.flatten()
-        labels = torch.cat(labels, dim=0)
-        regression_targets = torch.cat(regression_targets, dim=0)
+        by_image = {i: k for k, i in enumerate(sup)}
+        labels = torch.cat([labels_s[by_image[i]] if i in by_image else anchors[i].new_zeros(per_image)
+                            for i in range(num_images)], dim=0)
+        regression_targets = torch.cat([regression_s[by_image[i]] if i in by_image else anchors[i].new_zeros(per_image, 4)
+                                        for i in range(num_images)], dim=0)
         num_sampled = sampled.numel()
-        # torchvision's RPN losses, on exactly these samples.
-        box_hard = F.smooth_l1_loss(deltas[pos], regression_targets[pos], beta=1 / 9, reduction="sum") / num_sampled
-        cls_hard = F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled])
+        if num_sampled:
+            # torchvision's RPN losses, on exactly these samples.
+            box_hard = F.smooth_l1_loss(deltas[pos], regression_targets[pos], beta=1 / 9, reduction="sum") / num_sampled
+            cls_hard = F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled])
+        else:  # no supervised image in the batch
+            box_hard, cls_hard = deltas.sum() * 0.0, objectness.sum() * 0.0
 
         if "rpn" in self._reads:
             with torch.no_grad():
@@ -428,19 +578,67 @@ class Distiller(nn.Module):
         hard["loss_objectness"], hard["loss_rpn_box_reg"] = cls_hard, box_hard
         return boxes, anchors, num_anchors_per_level
 
-    def _rcn(self, image_list, s_feats, t_feats, proposals, targets, hard, stats, ctx) -> None:  # noqa: ANN001
+    def _rcn(self, image_list, s_feats, t_feats, proposals, targets, supervised, hard, stats, ctx):  # noqa: ANN001, ANN202
+        """The RoI head's hard losses on the supervised images' sampled RoIs; the RCN terms' samples (plus, on
+        images without targets, the student's top proposals). Returns each RoI row's image (or None)."""
         heads = self.student.roi_heads
-        proposals, _, labels, regression_targets = heads.select_training_samples(proposals, targets)
-        box_features = heads.box_head(heads.box_roi_pool(s_feats, proposals, image_list.image_sizes))
+        num_images = len(proposals)
+        sup = [i for i, ok in enumerate(supervised) if ok]
+        rois = [p[:0] for p in proposals]
+        labels = [torch.zeros(0, dtype=torch.int64, device=p.device) for p in proposals]
+        regression_targets = [p.new_zeros(0, 4) for p in proposals]
+        if sup:
+            sampled, _, labels_s, regression_s = heads.select_training_samples([proposals[i] for i in sup],
+                                                                               [targets[i] for i in sup])
+            for k, i in enumerate(sup):
+                rois[i], labels[i], regression_targets[i] = sampled[k], labels_s[k], regression_s[k]
+        unlabelled_rows = len(sup) < num_images and "rcn" in self._reads_unlabelled
+        if unlabelled_rows:
+            # No ground truth to sample against: the student's best proposals (filter_proposals sorts by score).
+            top = heads.fg_bg_sampler.batch_size_per_image
+            for i in range(num_images):
+                if not supervised[i]:
+                    rois[i] = proposals[i][:top]
+                    labels[i] = torch.zeros(len(rois[i]), dtype=torch.int64, device=rois[i].device)
+                    regression_targets[i] = rois[i].new_zeros(len(rois[i]), 4)
+        if not sup and not unlabelled_rows:
+            zero = sum(f.sum() for f in s_feats.values()) * 0.0
+            stats["rcn_hard_cls"], stats["rcn_smooth_l1"] = 0.0, 0.0
+            hard["loss_classifier"], hard["loss_box_reg"] = zero, zero
+            return None
+        box_features = heads.box_head(heads.box_roi_pool(s_feats, rois, image_list.image_sizes))
         class_logits, box_regression = heads.box_predictor(box_features)
-        cls_hard, box_hard = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        device = class_logits.device
+        row_images = torch.repeat_interleave(torch.arange(num_images, device=device),
+                                             torch.tensor([len(r) for r in rois], device=device))
+        if len(sup) == num_images:
+            cls_hard, box_hard = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+        elif sup:
+            rows = torch.tensor(supervised, device=device)[row_images]
+            cls_hard, box_hard = fastrcnn_loss(class_logits[rows], box_regression[rows], [labels[i] for i in sup],
+                                               [regression_targets[i] for i in sup])
+        else:
+            cls_hard = box_hard = class_logits.sum() * 0.0
 
         if "rcn" in self._reads:
             t_heads = self.teacher.roi_heads
             with torch.no_grad():
-                t_box = t_heads.box_head(t_heads.box_roi_pool(t_feats, proposals, image_list.image_sizes))
+                t_box = t_heads.box_head(t_heads.box_roi_pool(t_feats, rois, image_list.image_sizes))
                 t_logits, t_regression = t_heads.box_predictor(t_box)
-            ctx.rcn = RCNSamples(class_logits, box_regression, t_logits, t_regression, torch.cat(labels, dim=0),
+            all_labels = torch.cat(labels, dim=0)
+            if unlabelled_rows:  # DKD's target class on an RoI without ground truth: the teacher's
+                rows = ~torch.tensor(supervised, device=device)[row_images]
+                all_labels[rows] = t_logits[rows].argmax(dim=1)
+            ctx.rcn = RCNSamples(class_logits, box_regression, t_logits, t_regression, all_labels,
                                  torch.cat(regression_targets, dim=0), self.class_weights)
         stats["rcn_hard_cls"], stats["rcn_smooth_l1"] = float(cls_hard.detach()), float(box_hard.detach())
         hard["loss_classifier"], hard["loss_box_reg"] = cls_hard, box_hard
+        return row_images
+
+
+def _pair_subset(pair: FeaturePair, keep: list[int]) -> FeaturePair:
+    """``pair`` on the batch images ``keep`` only."""
+    index = torch.tensor(keep, device=pair.adapted.device)
+    anchors = [pair.anchors[i] for i in keep] if pair.anchors is not None else None
+    return replace(pair, adapted=pair.adapted.index_select(0, index), teacher=pair.teacher.index_select(0, index),
+                   anchors=anchors)

@@ -77,6 +77,41 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
                     opened("data.test_split", d.test_split, d.num_eval_images))
 
 
+def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
+                           distill: bool = True) -> tuple[DetectionDataset, dict[str, Any] | None]:
+    """The training set of a run: ``data.train``, mixed with the images of ``data.unlabeled`` when set.
+
+    Returns ``(train set, facts for the summary or None)``. The unlabelled set is refused when it shares an
+    image (by file content) with the validation or test split, and without a teacher (``distill=False``).
+    """
+    spec = cfg.data.unlabeled
+    if not spec:
+        return data.train, None
+    if not distill:
+        raise ConfigError(f"data.unlabeled: value {spec!r} needs a teacher to learn from images without labels; "
+                          "run `detdistill distill --teacher PATH`, or set data.unlabeled=null")
+    from ..data.loader import mix_datasets, unlabelled_per_batch
+    from ..data.unlabeled import open_unlabeled, refuse_overlap, split_spec
+
+    d = cfg.data
+    source = split_spec(spec)[0]
+    kwargs: dict[str, Any] = {}
+    if source.startswith("synthetic"):
+        kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
+    unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
+                               **kwargs)
+    refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
+    ratio = d.unlabeled_ratio
+    per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
+    info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
+            "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
+            "pseudo_label_score": cfg.distill.pseudo_label_score}
+    log(f"unlabelled images: {len(unlabeled)} from {spec}"
+        + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
+        + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
+    return mix_datasets(data.train, unlabeled, ratio), info
+
+
 def _is_checkpoint(name: str) -> bool:
     from ..models.weights import is_file_path
 
@@ -250,6 +285,9 @@ class TrainRun:
         self.folder = RunFolder(cfg.train.out_dir)
         self.previous_metadata: dict[str, Any] = {}
         self.data: Datasets | None = None
+        self.train_set: DetectionDataset | None = None
+        """What the Trainer reads: ``data.train``, or it mixed with ``data.unlabeled`` (a distillation)."""
+        self.unlabeled_info: dict[str, Any] | None = None
         self.run_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------ the steps
@@ -258,6 +296,8 @@ class TrainRun:
 
     def build_datasets(self) -> Datasets:
         self.data = open_datasets(self.cfg)
+        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
+        self.train_set = self.data.train
         return self.data
 
     def build_model(self) -> nn.Module:
@@ -279,7 +319,7 @@ class TrainRun:
         assert self.data is not None
         data, meta = self.data, self.metadata()
         return Trainer(
-            module, data.train, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
+            module, self.train_set if self.train_set is not None else data.train, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
             evaluate_fn=make_evaluate_fn(data.val), num_workers=self.cfg.data.num_workers, dist=self.dist,
             export_fn=lambda m: checkpoint_payload(self.exported(m), data.train.class_names,
                                                    data.train.category_ids, meta),
@@ -433,6 +473,7 @@ class DistillRun(TrainRun):
         if self._setup is None:
             self._setup = prepare_distillation(self.cfg, data=self.data, log=self.log)
             self.data = self._setup.data
+            self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
         return self._setup
 
     def dry_run_report(self) -> str:
@@ -442,8 +483,11 @@ class DistillRun(TrainRun):
         s = self.setup()
         size = (int(s.student.transform.min_size[-1]),) * 2
         adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
-        return (f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
-                f"\nadaptation parameters: {adapters} (trained with the student, not exported)")
+        report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
+        if self.unlabeled_info is not None:
+            report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
+                                                                        self.unlabeled_info["pseudo_label_score"]))
+        return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
 
     def build_datasets(self) -> Datasets:
         return self.setup().data
@@ -458,9 +502,13 @@ class DistillRun(TrainRun):
         score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)
         s.extra["teacher_val_mAP50"] = score
         self.run_info = {"teacher_val_mAP50": score}
+        if self.unlabeled_info is not None:
+            plan = s.distiller.plan
+            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
+                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
         if self.cfg.distill.teacher_cache:
             s.distiller.teacher_cache = open_teacher_cache(
-                self.cfg, s.teacher, s.data.train, augmentation(self.cfg).config, s.teacher_sha256,
+                self.cfg, s.teacher, self.train_set if self.train_set is not None else s.data.train, augmentation(self.cfg).config, s.teacher_sha256,
                 self.previous_metadata, log=self.log, dist=self.dist)
             self.run_info["teacher_cache"] = {"dir": str(self.cfg.distill.teacher_cache),
                                               "manifest_sha256": s.distiller.teacher_cache.sha256}
@@ -529,9 +577,10 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
     cfg = copy.deepcopy(cfg)
     cfg.data.val_split = cfg.data.test_split = None
     data = open_datasets(cfg)
+    train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
-    cache = open_or_build(folder, teacher, cfg.teacher, data.train, augmentation(cfg).config,
+    cache = open_or_build(folder, teacher, cfg.teacher, train_set, augmentation(cfg).config,
                           cfg.distill.teacher_cache_dtype, batch_size=cfg.train.batch_size,
                           progress=cfg.train.progress, log=log)
     if existed:

@@ -32,7 +32,7 @@ def hint_gt_loss(student: Tensor, teacher: Tensor, mask: Tensor, fg_weight: floa
 
 @register_term("hint_gt", reads=("features", "gt_boxes"), config=HintGTConfig, default_weight=0.01,
                summary="imitation inside the ground-truth boxes (DeFeat-style fg/bg weights)",
-               reference="Wang et al. CVPR 2019 Table 1; Guo et al. CVPR 2021 (DeFeat)", weighted_inside=True)
+               reference="Wang et al. CVPR 2019 Table 1; Guo et al. CVPR 2021 (DeFeat)", weighted_inside=True, needs_labels=True)
 def compute(ctx: TermContext, settings: HintGTConfig, cfg) -> Tensor:  # noqa: ANN001
     """Mean over paired levels of :func:`hint_gt_loss`, the mask at each level's measured stride."""
     terms = []

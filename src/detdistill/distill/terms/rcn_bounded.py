@@ -24,7 +24,7 @@ def _check(teacher, student, cfg) -> None:  # noqa: ANN001
 
 @register_term("rcn_bounded", reads=("rcn",), summary="teacher-bounded L2 on RoI deltas, joins loss_box_reg",
                reference="Chen et al. 2017, eq. 4-5", config=BoundedConfig, loss_key="loss_box_reg", combine="reg",
-               check=_check, order=3)
+               check=_check, order=3, needs_labels=True)
 def compute(ctx: TermContext, settings: BoundedConfig, cfg) -> Tensor:  # noqa: ANN001
     r"""``L_b = Σ_{i∈fg} ‖s_i−y_i‖² [‖s_i−y_i‖² + m > ‖t_i−y_i‖²] / N_RoI`` on the deltas of RoI i's
     ground-truth class (fastrcnn_loss's normaliser: all sampled RoIs)."""

@@ -74,6 +74,9 @@ class TermSpec:
     order: int = 100
     weighted_inside: bool = False
     """``compute`` applies its own weights (e.g. separate fg/bg); ``weight`` is then only reported."""
+    needs_labels: bool = False
+    """The term compares to ground truth (bounded regression, GT-box masks): it sees only the batch's labelled
+    images (``data.unlabeled``); every other term also sees the unlabelled ones."""
 
     @property
     def default_weight(self) -> float:
@@ -106,7 +109,8 @@ DEFAULT_RECIPE = "pkd"
 def register_term(name: str, *, reads: tuple[str, ...], summary: str, reference: str, config: type,
                   default_weight: float | None = None, loss_key: str | None = None, combine: str | None = None,
                   adapter_init: str | None = None, excludes: tuple[str, ...] = (),
-                  check: Callable[..., None] | None = None, order: int = 100, weighted_inside: bool = False) -> Callable:
+                  check: Callable[..., None] | None = None, order: int = 100, weighted_inside: bool = False,
+                  needs_labels: bool = False) -> Callable:
     """Decorator: register ``compute`` as the term ``name`` (see :class:`TermSpec`).
 
     ``config`` is the term's :class:`TermConfig` subclass (any dataclass with ``enabled`` and ``weight``);
@@ -132,7 +136,7 @@ def register_term(name: str, *, reads: tuple[str, ...], summary: str, reference:
         if name in _TERMS and _TERMS[name].compute is not fn:
             raise ValueError(f"term {name!r} is registered twice")
         _TERMS[name] = TermSpec(name, fn, tuple(reads), summary, reference, config, key, combine, adapter_init,
-                                tuple(excludes), check, order, weighted_inside)
+                                tuple(excludes), check, order, weighted_inside, needs_labels)
         return fn
 
     return deco

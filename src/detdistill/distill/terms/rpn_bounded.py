@@ -27,7 +27,7 @@ class BoundedConfig(TermConfig):
 
 @register_term("rpn_bounded", reads=("rpn",), summary="teacher-bounded L2 on RPN deltas, joins loss_rpn_box_reg",
                reference="Chen et al. 2017, eq. 4-5", config=BoundedConfig, loss_key="loss_rpn_box_reg",
-               combine="reg", order=1)
+               combine="reg", order=1, needs_labels=True)
 def compute(ctx: TermContext, settings: BoundedConfig, cfg) -> Tensor:  # noqa: ANN001
     r"""``L_b = Σ_{i∈pos} ‖s_i−y_i‖² [‖s_i−y_i‖² + m > ‖t_i−y_i‖²] / N_sampled``; see
     :func:`~detdistill.distill.losses.bounded_regression_loss`."""
