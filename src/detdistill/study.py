@@ -36,8 +36,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .config import ConfigError, ExperimentConfig, config_to_dict, flatten_config
+from .config import ExperimentConfig, config_to_dict, flatten_config
 from .engine.folder import RunFolder
+from .errors import ConfigError
 from .stats import PairedDifference, paired_difference
 
 Log = Callable[[str], None]

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig, config_to_dict, flatten_config, save_config, validate_config
+from ..config import ExperimentConfig, config_to_dict, flatten_config, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
 from ..data.validate import check_training_classes
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
 from .folder import RunFolder
@@ -380,7 +380,6 @@ class DistillSetup:
 def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
     """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
     from ..distill.distiller import Distiller
-    from ..errors import PairingError
 
     if not cfg.teacher:
         raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
