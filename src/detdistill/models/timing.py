@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import DetDistillError
+
 
 def clock_for(threads: int) -> Callable[[], float]:
     """The timer of a measurement: the process's CPU time with one thread, wall time with more.
@@ -43,7 +45,7 @@ def interleaved_times(models: Mapping[str, nn.Module], images: Sequence[torch.Te
     [2, 2]
     """
     if not images:
-        raise ValueError("interleaved_times: no images to time")
+        raise DetDistillError("interleaved_times: no images to time; pass one image or more")
     clock = clock_for(threads)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.base import DetectionDataset
+from ..data.base import DatasetError, DetectionDataset
 from ..utils import atomic_write_text
 
 HOLDOUT_FILE = "holdout.json"
@@ -52,7 +52,8 @@ def holdout_split(train: DetectionDataset, fraction: float, seed: int) -> tuple[
     """
     n = len(train)
     if n < 2:
-        raise ValueError(f"{train.name}: {n} training image(s) cannot be split into a training and a hold-out part")
+        raise DatasetError(f"{train.name}: {n} training image(s) cannot be split into a training and a hold-out "
+                           "part; give the config a validation split (data.val_split) or more training images")
     k = min(n - 1, max(1, int(round(fraction * n))))
     order = np.random.default_rng(seed).permutation(n)
     val_idx, fit_idx = sorted(order[:k].tolist()), sorted(order[k:].tolist())
