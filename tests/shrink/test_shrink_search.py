@@ -144,3 +144,13 @@ def test_a_real_tiny_search_writes_the_page_and_the_student(teacher_path, tiny_c
     assert summary["chosen"] == result.chosen and summary["final_steps"] == tiny_config.train.max_steps
     assert load_detector(tmp_path / "student.pt").detdistill_spec["kwargs"]["representation_size"] in (32, 64)
     assert "baseline" in summary["final"] and (tmp_path / "final" / "baseline-seed0" / "test.json").is_file()
+
+
+def test_a_validation_split_that_overlaps_training_is_replaced_by_the_hold_out(teacher_path, tiny_config,  # noqa: ANN001
+                                                                              tiny_family, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "train_run", FakeTraining())
+    monkeypatch.setattr(pipeline, "_evaluate", FakeScores())
+    tiny_config.data.val_split = "train"  # BCCD's val is part of trainval: the same images as training
+    result = _search(teacher_path, tiny_config, tmp_path, tiny_family, candidates=1)
+    holdout = json.loads((tmp_path / "holdout.json").read_text())
+    assert result.validation["holdout"] and "shares" in holdout["reason"]
