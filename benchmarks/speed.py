@@ -21,6 +21,7 @@ import torch
 
 from detdistill.models import build_detector
 from detdistill.models.describe import count_flops
+from detdistill.models.timing import interleaved_times
 
 
 def _time(fn, repeats: int, warmup: int = 2) -> list[float]:  # noqa: ANN001
@@ -80,10 +81,8 @@ def main() -> None:
         models = {n: build_detector(n, 7, **overrides).eval() for n in names}
         rows = {}
         with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
-            b1 = {n: [] for n in names}
-            for _ in range(args.repeats):  # interleaved: every model sees the same machine state
-                for n, m in models.items():
-                    b1[n] += _time(lambda: m([image]), 1, warmup=0 if b1[n] else 2)
+            # interleaved: every model sees the same machine state (the library's timer, as the demo and shrink)
+            b1 = interleaved_times(models, [image] * args.repeats, args.threads, warmup=2)
             for n, m in models.items():
                 b8 = statistics.median(_time(lambda: m(batch8), max(3, args.repeats // 4)))
                 ort = None if args.no_onnx else _onnx_runner(m, (h, w), Path(tmp))

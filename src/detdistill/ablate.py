@@ -26,11 +26,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import stats
-from .config import DistillConfig, ExperimentConfig
+from .config import ExperimentConfig
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .distill.config import DistillConfig
 
 Log = Callable[[str], None]
 

@@ -579,6 +579,49 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- shrink (a speed target in, a student out)
+def _add_shrink(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("shrink", help="find and distil the most accurate student that meets a speed target",
+                       formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--teacher", type=Path, required=True, help="trained teacher checkpoint")
+    p.add_argument("--config", type=Path, default=None, help="YAML recipe: data, optimiser, batch, distillation")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.num_workers=2")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-speedup", type=float, help="at least X times the teacher's images/s")
+    target.add_argument("--target-ms", type=float, help="at most M ms per image (batch 1)")
+    p.add_argument("--target-margin", type=float, default=0.05,
+                   help="share by which an untrained candidate's timing must beat the target to be admitted")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for timing and training (fixed, recorded)")
+    p.add_argument("--budget-steps", type=int, default=300, help="steps of each candidate's short distillation")
+    p.add_argument("--candidates", type=int, default=3, help="how many candidates get a short distillation (K)")
+    p.add_argument("--final-steps", type=int, default=None, help="steps of the chosen one (default: train.max_steps)")
+    p.add_argument("--with-baseline", action="store_true", help="also train the chosen one without the teacher")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every short run, paired by seed")
+    p.add_argument("--final-seeds", type=int, default=None, help="seeds 0..N-1 of the final runs (default --seeds)")
+    p.add_argument("--timing-images", type=int, default=20, help="validation images each model is timed on")
+    p.add_argument("--out", type=Path, required=True, help="run folder (rerun the same command to resume)")
+    p.set_defaults(func=cmd_shrink)
+
+
+def cmd_shrink(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .shrink import search
+
+    try:
+        result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
+                        target_speedup=args.target_speedup, target_ms=args.target_ms,
+                        target_margin=args.target_margin, threads=args.threads,
+                        budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
+                        with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
+                        final_seeds=None if args.final_seeds is None else range(args.final_seeds))
+    except KeyboardInterrupt:
+        print(f"shrink: stopped; rerun the same command to resume ({args.out} keeps the timing table and every "
+              "finished run; a cut-short run continues from its last checkpoint)", file=sys.stderr)
+        raise
+    print(f"page: {result.page}; chosen student: {result.checkpoint}")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_data,
@@ -592,6 +635,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export,
     _add_weights,
     _add_compress,
+    _add_shrink,
 ]
 
 

@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .typed_config import Allowed, Annotated, apply_mapping, at_least, check_ranges, in_range, parse_overrides, positive
 
 __all__ = ["ConfigError", "DataConfig", "DistillConfig", "ExperimentConfig", "ModelConfig", "OptimConfig",
-           "TrainConfig", "config_to_dict", "describe_fields", "load_config", "parse_overrides", "save_config",
+           "TrainConfig", "config_to_dict", "describe_fields", "flatten_config", "load_config", "parse_overrides", "save_config",
            "validate_config"]
 
 SEED = at_least(0, below=2**32, text="an integer in [0, 2**32) (NumPy's seed range)")
@@ -242,6 +242,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config dict as ``{dotted key: value}`` (``model.overrides`` stays one value), for comparing two runs.
+
+    >>> flatten_config({"train": {"seed": 1}, "model": {"overrides": {"min_size": 448}}})
+    {'train.seed': 1, 'model.overrides': {'min_size': 448}}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "overrides":
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:

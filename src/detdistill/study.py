@@ -36,8 +36,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .config import ConfigError, ExperimentConfig, config_to_dict
+from .config import ExperimentConfig, config_to_dict, flatten_config
 from .engine.folder import RunFolder
+from .errors import ConfigError
 from .stats import PairedDifference, paired_difference
 
 Log = Callable[[str], None]
@@ -181,16 +182,6 @@ class _Job:
     fresh: bool  # start afresh in a folder holding another config's run (the study's overwrite)
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "overrides":
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(folder: RunFolder, cfg: ExperimentConfig) -> list[str]:
     """The config keys whose value in ``folder/config.yaml`` differs from ``cfg`` ([] when equal or absent)."""
     import yaml
@@ -201,8 +192,8 @@ def config_differences(folder: RunFolder, cfg: ExperimentConfig) -> list[str]:
         saved = yaml.safe_load(folder.config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return ["config.yaml (unreadable)"]
-    old = _flat(json.loads(json.dumps(saved)))
-    new = _flat(json.loads(json.dumps(config_to_dict(cfg))))
+    old = flatten_config(json.loads(json.dumps(saved)))
+    new = flatten_config(json.loads(json.dumps(config_to_dict(cfg))))
     return sorted(k for k in new if k in old and old[k] != new[k] and k not in _IGNORED_KEYS)
 
 

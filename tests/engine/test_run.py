@@ -146,7 +146,7 @@ def test_dry_run_report_is_a_string_and_writes_nothing(tmp_path, teacher_file):
 
 
 def test_a_run_folder_that_holds_a_run_is_refused_by_default(tmp_path, teacher_file):
-    from detdistill.config import ConfigError
+    from detdistill.errors import ConfigError
 
     out = tmp_path / "run"
     out.mkdir()

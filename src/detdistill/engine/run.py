@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig, config_to_dict, save_config, validate_config
+from ..config import ExperimentConfig, config_to_dict, flatten_config, save_config, validate_config
 from ..data.base import DatasetError, DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
 from ..data.validate import check_training_classes
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
 from .distributed import DistContext, init_distributed
 from .folder import RunFolder
@@ -178,16 +178,6 @@ RESUMABLE_KEYS = frozenset({
 RUN_OUTPUTS = RunFolder.OUTPUTS
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "overrides":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = False,
                        log: Log = print) -> dict[str, Any]:
     """Check ``train.out_dir`` before anything is read or written; the resumed checkpoint's metadata ({} if none).
@@ -211,7 +201,7 @@ def prepare_run_folder(cfg: ExperimentConfig, resume: bool, overwrite: bool = Fa
         before = metadata.get("config")
         if not isinstance(before, dict):
             return metadata
-        old, new = _flatten(before), _flatten(config_to_dict(cfg))
+        old, new = flatten_config(before), flatten_config(config_to_dict(cfg))
         changed = [k for k in new if k in old and old[k] != new[k] and k not in RESUMABLE_KEYS]
         if changed:
             diffs = ", ".join(f"{k}: {old[k]!r} in the run, {new[k]!r} now" for k in changed)
@@ -390,7 +380,6 @@ class DistillSetup:
 def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
     """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
     from ..distill.distiller import Distiller
-    from ..errors import PairingError
 
     if not cfg.teacher:
         raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")

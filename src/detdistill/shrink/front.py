@@ -1,0 +1,125 @@
+"""The speed target, which candidates meet it, and the Pareto front over (latency, parameters).
+
+The front is the set of candidates that no other candidate beats on both counts — *as fast or faster and
+with as many parameters or more* (one of them strictly). Parameters stand for capacity here: at a given
+latency the model with more of them is the one that may learn more, so the front is where to look for the
+most accurate student at each speed. A candidate off the front is slower than some other one that is at
+least as large.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import DetDistillError
+
+
+class TargetUnreachable(DetDistillError):
+    """No candidate meets the speed target on this machine (raised before any training)."""
+
+
+class TargetError(DetDistillError):
+    """The target is not a valid one (both or neither of speed-up and milliseconds, or not positive)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """``speed_up``: at least that many times the teacher's images/s; ``ms``: at most that median latency.
+
+    ``margin``: the share by which an *untrained candidate's* timing must beat the target to be admitted
+    (``met(..., with_margin=True)``). The search takes the largest admitted candidates, which sit just
+    inside the line, and a second timing of the trained model on a shared machine moves by a few per cent:
+    without a margin the chosen student would miss the target about half the time.
+    """
+
+    speed_up: float | None = None
+    ms: float | None = None
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.speed_up is None) == (self.ms is None):
+            raise TargetError("shrink: give exactly one target, --target-speedup X or --target-ms M")
+        value = self.speed_up if self.speed_up is not None else self.ms
+        if not value > 0:  # also refuses NaN
+            flag = "--target-speedup" if self.speed_up is not None else "--target-ms"
+            raise TargetError(f"shrink: {flag} must be a positive number, got {value}")
+        if not 0.0 <= self.margin < 1.0:
+            raise TargetError(f"shrink: --target-margin must be in [0, 1), got {self.margin}")
+
+    def met(self, speed_up: float, median_ms: float, with_margin: bool = False) -> bool:
+        m = 1.0 + (self.margin if with_margin else 0.0)
+        if self.speed_up is not None:
+            return speed_up >= self.speed_up * m
+        return median_ms * m <= float(self.ms)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f">= {self.speed_up:g}x the teacher's images/s" if self.speed_up is not None else \
+            f"<= {self.ms:g} ms per image"
+
+    def admitted(self) -> str:
+        """The target as candidates are admitted (with the margin)."""
+        return str(self) + (f" with a {self.margin * 100:g} % margin" if self.margin else "")
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the filter and the front look at: an id, the median latency, the speed-up, the parameters and the
+    kind (``zoo``: trained from scratch; ``lowrank``: starts from the teacher's weights)."""
+
+    id: str
+    median_ms: float
+    speed_up: float
+    params: int
+    kind: str = "zoo"
+
+
+def feasible(rows: Sequence[Row], target: Target, threads: int = 1) -> list[Row]:
+    """The rows that meet ``target``; :class:`TargetUnreachable` naming the fastest one when none does."""
+    if not rows:
+        raise TargetUnreachable("shrink: no candidate to time (no student family pairs with this teacher)")
+    ok = [r for r in rows if target.met(r.speed_up, r.median_ms, with_margin=True)]
+    if not ok:
+        best = min(rows, key=lambda r: r.median_ms)
+        raise TargetUnreachable(
+            f"shrink: target {target.admitted()} is out of reach on this machine: the fastest of {len(rows)} candidates, "
+            f"{best.id}, measured {best.median_ms:.1f} ms per image ({best.speed_up:.2f}x the teacher's images/s, "
+            f"batch 1, {threads} thread(s)); lower the target or give more --threads")
+    return ok
+
+
+def pareto_front(rows: Sequence[Row]) -> list[Row]:
+    """Rows not dominated in (lower latency, more parameters), fastest first.
+
+    >>> rows = [Row("a", 10, 3.0, 100), Row("b", 12, 2.5, 300), Row("c", 12, 2.5, 200), Row("d", 9, 3.3, 50)]
+    >>> [r.id for r in pareto_front(rows)]
+    ['d', 'a', 'b']
+    """
+    front = [r for r in rows
+             if not any(o.median_ms <= r.median_ms and o.params >= r.params
+                        and (o.median_ms < r.median_ms or o.params > r.params) for o in rows)]
+    return sorted(front, key=lambda r: (r.median_ms, -r.params, r.id))
+
+
+def shortlist(rows: Sequence[Row], target: Target, k: int, threads: int = 1) -> list[Row]:
+    """The ``k`` candidates to distil: those admitted by the target, front members first, largest first.
+
+    On the front more parameters means slower, so this takes the front points that spend the most of the
+    latency budget. Each kind has its own front, taken in turn (zoo, low-rank, zoo, ...): a low-rank student
+    starts from the teacher's weights and a zoo one from scratch, so parameters do not rank one against the
+    other. The rest fill up by parameters when the fronts hold fewer than ``k``.
+
+    >>> rows = [Row("z1", 10, 3.0, 500), Row("z2", 8, 3.5, 300), Row("l1", 9, 3.2, 400, "lowrank")]
+    >>> [r.id for r in shortlist(rows, Target(speed_up=3), 2)]
+    ['z1', 'l1']
+    """
+    ok = feasible(rows, target, threads)
+    kinds = sorted({r.kind for r in ok}, key=lambda kind: (kind != "zoo", kind))
+    fronts = [sorted(pareto_front([r for r in ok if r.kind == kind]), key=lambda r: (-r.params, r.median_ms, r.id))
+              for kind in kinds]
+    ordered: list[Row] = []
+    for i in range(max((len(f) for f in fronts), default=0)):
+        ordered += [f[i] for f in fronts if i < len(f)]
+    ids = {r.id for r in ordered}
+    ordered += sorted((r for r in ok if r.id not in ids), key=lambda r: (-r.params, r.median_ms, r.id))
+    return ordered[:max(1, k)]
