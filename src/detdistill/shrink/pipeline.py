@@ -24,7 +24,7 @@ import json
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,6 +38,7 @@ from ..utils import atomic_output, atomic_write_text, file_sha256
 from .candidates import (FAMILIES, LOWRANK_RATIOS, TEST_TIERS, Candidate, Family, build_candidate,
                          generate_candidates)
 from .front import Row, Target, pareto_front, shortlist
+from .result import ShrinkResult
 from .holdout import HOLDOUT_FILE, holdout_split, overlapping_images, write_holdout
 from .timing import TEACHER, TimingTable, cached_timing, save_timing, time_candidates
 
@@ -46,45 +47,6 @@ Log = Callable[[str], None]
 
 class ShrinkError(DetDistillError):
     """A search that cannot run as asked (missing teacher, bad budget); the message says what to change."""
-
-
-@dataclass
-class ShrinkResult:
-    """What :func:`search` found: every candidate's row, the shortlist, the choice and its final scores.
-
-    ``candidates``: one dict per candidate (build recipe, params, GFLOPs, compression, timing, ``feasible``,
-    ``front``, ``shortlisted``, ``val`` — mean validation metrics of its short runs when it had them).
-    ``final``: ``{"distilled": {...}, "baseline": {...}}`` test metrics per seed and their mean.
-    ``final_speed``: the trained chosen student against the teacher, timed side by side after training.
-    """
-
-    out_dir: Path
-    target: str
-    target_value: dict[str, float | None]
-    threads: int
-    teacher: dict[str, Any]
-    candidates: list[dict[str, Any]]
-    shortlist: list[str]
-    chosen: str
-    validation: dict[str, Any]
-    final: dict[str, Any]
-    final_speed: dict[str, Any]
-    budget_steps: int
-    final_steps: int
-    seeds: list[int]
-    final_seeds: list[int]
-    checkpoint: Path
-    page: Path | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("out_dir", "checkpoint", "page"):
-            out[key] = None if out[key] is None else str(out[key])
-        return out
-
-    def chosen_row(self) -> dict[str, Any]:
-        return next(c for c in self.candidates if c["id"] == self.chosen)
 
 
 def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) -> None:

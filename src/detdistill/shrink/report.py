@@ -10,13 +10,12 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ..reports.demo_page import STYLE
 from ..utils import atomic_write_text
 
-if TYPE_CHECKING:
-    from .pipeline import ShrinkResult
+from .result import ShrinkResult
 
 CSV_FIELDS = ("id", "kind", "family", "params", "gflops", "compression", "median_ms", "p10_ms", "p90_ms",
               "images_per_s", "speed_up", "feasible", "front", "shortlisted", "val_mAP50", "val_AP")
@@ -32,7 +31,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return atomic_write_text(buf.getvalue(), path)
 
 
-def pareto_figure(result: "ShrinkResult", path: str | Path) -> Path:
+def pareto_figure(result: ShrinkResult, path: str | Path) -> Path:
     """Left: every candidate's parameters against images/s, the front and the target. Right: validation
     mAP@0.5 of the distilled candidates and the teacher against images/s, the chosen one's test score."""
     import matplotlib
@@ -116,7 +115,7 @@ def _table_html(rows: Sequence[dict[str, Any]], chosen: str) -> str:
     return "\n".join(out)
 
 
-def headline(result: "ShrinkResult") -> str:
+def headline(result: ShrinkResult) -> str:
     d = result.final["distilled"]
     fs = result.final_speed
     text = (f"{result.chosen}: {d['split']} mAP@0.5 {d['mean'].get('mAP50', 0):.3f}, AP {d['mean'].get('AP', 0):.3f} "
@@ -131,7 +130,7 @@ def headline(result: "ShrinkResult") -> str:
     return text + f"; teacher {t.get('mAP50', 0):.3f} / {t.get('AP', 0):.3f}."
 
 
-def write_report(result: "ShrinkResult") -> Path:
+def write_report(result: ShrinkResult) -> Path:
     """``candidates.csv``, ``summary.json``, ``shrink.png`` and ``shrink.html`` in the run folder."""
     out = Path(result.out_dir)
     write_csv(result.candidates, out / "candidates.csv")

@@ -1,0 +1,46 @@
+"""The typed result of :func:`detdistill.shrink.search` (its own module: the search and the report both read it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ShrinkResult:
+    """What :func:`search` found: every candidate's row, the shortlist, the choice and its final scores.
+
+    ``candidates``: one dict per candidate (build recipe, params, GFLOPs, compression, timing, ``feasible``,
+    ``front``, ``shortlisted``, ``val`` — mean validation metrics of its short runs when it had them).
+    ``final``: ``{"distilled": {...}, "baseline": {...}}`` test metrics per seed and their mean.
+    ``final_speed``: the trained chosen student against the teacher, timed side by side after training.
+    """
+
+    out_dir: Path
+    target: str
+    target_value: dict[str, float | None]
+    threads: int
+    teacher: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    shortlist: list[str]
+    chosen: str
+    validation: dict[str, Any]
+    final: dict[str, Any]
+    final_speed: dict[str, Any]
+    budget_steps: int
+    final_steps: int
+    seeds: list[int]
+    final_seeds: list[int]
+    checkpoint: Path
+    page: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("out_dir", "checkpoint", "page"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+    def chosen_row(self) -> dict[str, Any]:
+        return next(c for c in self.candidates if c["id"] == self.chosen)
