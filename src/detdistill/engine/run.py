@@ -128,7 +128,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
         got = model.roi_heads.box_predictor.cls_score.out_features
         if got != num_classes:
             raise ConfigError(f"model.name: checkpoint {m.name} scores {got} classes (background included), the "
-                             f"dataset has {num_classes}")
+                              f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
     # Initial weights follow train.seed alone, not whatever consumed the RNG before (datasets, a teacher
@@ -306,10 +306,10 @@ class TrainRun:
     def build_trainer(self, module: nn.Module) -> Trainer:
         from ..models import checkpoint_payload
 
-        assert self.data is not None
+        assert self.data is not None and self.train_set is not None  # both set by build_datasets
         data, meta = self.data, self.metadata()
         return Trainer(
-            module, self.train_set if self.train_set is not None else data.train, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
+            module, self.train_set, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
             evaluate_fn=make_evaluate_fn(data.val), num_workers=self.cfg.data.num_workers, dist=self.dist,
             export_fn=lambda m: checkpoint_payload(self.exported(m), data.train.class_names,
                                                    data.train.category_ids, meta),
@@ -348,14 +348,10 @@ class TrainRun:
 def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher detector and its checkpoint dict, from one read of the file."""
     from ..models import read_checkpoint
-    from ..models.factory import build_from_spec
-    from ..models.weights import check_and_load
+    from ..models.checkpoint import detector_from_checkpoint
 
     ckpt = read_checkpoint(path)
-    model = build_from_spec(ckpt["model_spec"], source=path)
-    check_and_load(model, ckpt["state_dict"], path, what=f"'{ckpt['model_spec']['name']}' detector")
-    model.detdistill_spec = copy.deepcopy(ckpt["model_spec"])
-    return model.eval(), ckpt
+    return detector_from_checkpoint(ckpt, path), ckpt
 
 
 def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +371,11 @@ class DistillSetup:
     student: nn.Module
     distiller: Any  # a distill.Distiller (imported where it is used: the distill package is optional here)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def adapter_params(self) -> int:
+        """Parameters of the adaptation layers (trained with the student, not exported)."""
+        return sum(p.numel() for p in self.distiller.adapters.parameters())
 
 
 def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
@@ -409,8 +410,8 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
         "many images this check scores)")
     if score < floor and not cfg.distill.allow_weak_teacher:
         raise ConfigError(f"{cfg.teacher}: teacher mAP@0.5 {score:.3f} on {n} validation images is below "
-                         f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
-                         "or go on with --allow-weak-teacher")
+                          f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
+                          "or go on with --allow-weak-teacher")
     return score
 
 
@@ -472,12 +473,11 @@ class DistillRun(TrainRun):
 
         s = self.setup()
         size = (int(s.student.transform.min_size[-1]),) * 2
-        adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
         report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
         if self.unlabeled_info is not None:
             report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
                                                                         self.unlabeled_info["pseudo_label_score"]))
-        return report + f"\nadaptation parameters: {adapters} (trained with the student, not exported)"
+        return report + f"\nadaptation parameters: {s.adapter_params} (trained with the student, not exported)"
 
     def build_datasets(self) -> Datasets:
         return self.setup().data
@@ -487,8 +487,8 @@ class DistillRun(TrainRun):
         previous = self.previous_metadata.get("teacher", {}).get("sha256")
         if previous and previous != s.teacher_sha256:
             raise CheckpointError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
-                             f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
-                             "Start a new run folder")
+                                  f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
+                                  "Start a new run folder")
         score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)
         s.extra["teacher_val_mAP50"] = score
         self.run_info = {"teacher_val_mAP50": score}
@@ -498,7 +498,7 @@ class DistillRun(TrainRun):
                 n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
         if self.cfg.distill.teacher_cache:
             s.distiller.teacher_cache = open_teacher_cache(
-                self.cfg, s.teacher, self.train_set if self.train_set is not None else s.data.train, augmentation(self.cfg).config, s.teacher_sha256,
+                self.cfg, s.teacher, self.train_set, augmentation(self.cfg).config, s.teacher_sha256,
                 self.previous_metadata, log=self.log, dist=self.dist)
             self.run_info["teacher_cache"] = {"dir": str(self.cfg.distill.teacher_cache),
                                               "manifest_sha256": s.distiller.teacher_cache.sha256}
@@ -520,8 +520,7 @@ class DistillRun(TrainRun):
     def write_records(self) -> None:
         super().write_records()
         s = self.setup()
-        adapters = sum(p.numel() for p in s.distiller.adapters.parameters())
-        atomic_write_text(f"{s.distiller.plan}\nadaptation parameters: {adapters}\n", self.folder.plan)
+        atomic_write_text(f"{s.distiller.plan}\nadaptation parameters: {s.adapter_params}\n", self.folder.plan)
 
     def test_models(self, module: nn.Module) -> dict[str, nn.Module]:
         return {"model": module.student, "teacher": self.setup().teacher}

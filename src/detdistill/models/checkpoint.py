@@ -49,7 +49,7 @@ def checkpoint_payload(model: nn.Module, class_names: Sequence[str], category_id
     names = [str(n) for n in class_names]
     if len(names) != spec["num_classes"] - 1:
         raise CheckpointError(f"class_names has {len(names)} names but the model has {spec['num_classes']} classes "
-                         f"(background included): expected {spec['num_classes'] - 1} names")
+                              f"(background included): expected {spec['num_classes'] - 1} names")
     ids = list(range(1, len(names) + 1)) if category_ids is None else [int(i) for i in category_ids]
     if len(ids) != len(names):
         raise CheckpointError(f"category_ids has {len(ids)} ids for {len(names)} class names")
@@ -99,7 +99,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     version = ckpt["format_version"]
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r} is not supported (this detdistill reads 1.."
-                         f"{FORMAT_VERSION})")
+                              f"{FORMAT_VERSION})")
     spec = ckpt["model_spec"]
     if not isinstance(spec, dict):
         raise CheckpointError(f"{path}: model_spec must be a dict, got {type(spec).__name__}")
@@ -111,7 +111,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     check_checkpoint_fields(ckpt, path)
     if len(ckpt["class_names"]) != spec["num_classes"] - 1:
         raise CheckpointError(f"{path}: class_names has {len(ckpt['class_names'])} names but model_spec.num_classes "
-                         f"is {spec['num_classes']} (background included)")
+                              f"is {spec['num_classes']} (background included)")
     ckpt.setdefault("category_ids", list(range(1, len(ckpt["class_names"]) + 1)))
     ckpt.setdefault("metadata", {})
     return ckpt
@@ -128,8 +128,13 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu") ->
         model = load_detector("runs/teacher/best.pt")
         names = read_checkpoint("runs/teacher/best.pt")["class_names"]
     """
-    ckpt = read_checkpoint(path)
-    model = build_from_spec(ckpt["model_spec"], source=path)
-    check_and_load(model, ckpt["state_dict"], path, what=f"'{ckpt['model_spec']['name']}' detector")
+    return detector_from_checkpoint(read_checkpoint(path), path).to(map_location)
+
+
+def detector_from_checkpoint(ckpt: dict[str, Any], source: str | Path) -> FasterRCNN:
+    """The detector of an already read checkpoint (:func:`read_checkpoint`), weights loaded strictly, in eval
+    mode: for callers that also need the checkpoint's other fields without reading the file twice."""
+    model = build_from_spec(ckpt["model_spec"], source=source)
+    check_and_load(model, ckpt["state_dict"], source, what=f"'{ckpt['model_spec']['name']}' detector")
     model.detdistill_spec = copy.deepcopy(ckpt["model_spec"])
-    return model.to(map_location).eval()
+    return model.eval()
