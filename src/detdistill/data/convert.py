@@ -186,7 +186,7 @@ def export_yolo(dataset: DetectionDataset, out: str | Path, split: str = "all") 
         old_list = [old[k] for k in sorted(old)] if isinstance(old, dict) else old
         if old_list is not None and list(old_list) != list(dataset.class_names):
             raise DatasetError(f"{yaml_path}: field 'names' has value {old_list!r}, which differs from this "
-                             f"dataset's classes {dataset.class_names}; write to another folder")
+                               f"dataset's classes {dataset.class_names}; write to another folder")
     cfg[split] = f"images/{split}"
     cfg["nc"] = len(dataset.class_names)
     cfg["names"] = {i: n for i, n in enumerate(dataset.class_names)}

@@ -160,8 +160,8 @@ class Trainer:
             per_rank = math.ceil(self.dataset_size / self.dist.world_size)
             where = f" ({per_rank} per process over {self.dist.world_size} processes)" if self.dist.distributed else ""
             raise ConfigError(f"train.batch_size: value {train.batch_size} is larger than the training set "
-                             f"({self.dataset_size} images{where}); an epoch would have no full batch. Set "
-                             f"train.batch_size <= {per_rank}")
+                              f"({self.dataset_size} images{where}); an epoch would have no full batch. Set "
+                              f"train.batch_size <= {per_rank}")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_value: float | None = None
         self.best_step: int | None = None
@@ -221,10 +221,10 @@ class Trainer:
         state = ckpt["training_state"]
         if state["dataset_size"] != self.dataset_size:
             raise CheckpointError(f"{path}: checkpoint was trained on {state['dataset_size']} images, the dataset now "
-                             f"has {self.dataset_size}; cannot resume the data position")
+                                  f"has {self.dataset_size}; cannot resume the data position")
         if state.get("world_size", 1) != self.dist.world_size:
             raise CheckpointError(f"{path}: checkpoint was written with world size {state.get('world_size')}, "
-                             f"this run has {self.dist.world_size}")
+                                  f"this run has {self.dist.world_size}")
         self.module.load_state_dict(state["module_state"] if state["module_state"] is not None else ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -62,7 +62,7 @@ def evaluate_checkpoint(
     ckpt = read_checkpoint(checkpoint)
     if list(ckpt["class_names"]) != list(dataset.class_names):
         raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
-                         f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
+                             f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
     model = load_detector(checkpoint, map_location=device or "cpu")
     if min_score is not None:
         from .predict import configure_detector
@@ -146,7 +146,7 @@ def predict_checkpoint(
         load_image = dataset.load_image
         if list(ckpt["class_names"]) != list(dataset.class_names):
             raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
-                             f"{dataset.class_names} ({dataset.name}); its category ids would not match")
+                                 f"{dataset.class_names} ({dataset.name}); its category ids would not match")
     else:
         paths = collect_images(images)
     model = configure_detector(load_detector(checkpoint, map_location=device or "cpu"),
