@@ -23,6 +23,16 @@ two-thread process) 3 seeds of the short regime take ~30 min and the full regime
     .venv/bin/python benchmarks/accuracy_bccd.py --teacher runs/bench_bccd/teacher/last.pt --seeds 1 --regimes short
     # with the teacher cache (built once up front, then read by every distilled run):
     .venv/bin/python benchmarks/accuracy_bccd.py ... --set distill.teacher_cache=runs/bench_bccd/teacher_cache
+
+Choosing a lever (issue #30: small objects) is done on validation, never on test: ``--split val`` trains every
+student on BCCD's ``train`` split (205 images) and scores it on ``val`` (87 images; the table says so). Extra
+arms name a kind (``baseline`` or a recipe) and config overrides; an arm whose student differs from the
+baseline's is also compared with the baseline arm of its own student (``Δ vs own baseline``):
+
+    .venv/bin/python benchmarks/accuracy_bccd.py --teacher T --split val --regimes short --recipes default \
+        --arm pkd_rcn_soft pkd distill.terms.rcn_soft.enabled=true \
+        --arm baseline_s8 baseline model.name=mobilenet_v2_050_fpn_s8 \
+        --arm pkd_s8 pkd model.name=mobilenet_v2_050_fpn_s8
 """
 
 from __future__ import annotations
@@ -42,21 +52,43 @@ ROOT = Path(__file__).resolve().parents[1]
 REGIMES = {"short": 300, "full": 1200}
 
 
-def _speed_ratio(teacher: Path, student: Path, rounds: int = 3) -> tuple[float, float]:
-    """CPU images/s of teacher and student at batch 1 on a BCCD-sized image, alternated so load hits both."""
+def _speeds(checkpoints: dict[str, Path], rounds: int = 3) -> dict[str, float]:
+    """CPU images/s of each checkpoint at batch 1 on a BCCD-sized image, one thread, the models alternated
+    round by round so load hits all of them alike."""
     from detdistill.models import load_detector
     from detdistill.models.describe import describe
 
-    models = {"teacher": load_detector(teacher), "student": load_detector(student)}
+    models = {name: load_detector(path) for name, path in checkpoints.items()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
             times[name].append(describe(model, (480, 640), threads=1, runs=5, warmup=1).latency_ms_median)
-    return tuple(1000.0 / statistics.median(times[n]) for n in ("teacher", "student"))  # type: ignore[return-value]
+    return {name: 1000.0 / statistics.median(t) for name, t in times.items()}
 
 
 def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+
+
+def _arm_specs(recipes: list[str], extra: list[list[str]]) -> dict[str, tuple[str, list[str]]]:
+    """``{arm: (kind, overrides)}``: the baseline, one ``kd_<recipe>`` per recipe, then the ``--arm`` ones
+    (kind ``baseline`` or a recipe name)."""
+    from detdistill.distill.terms import resolve_recipe
+
+    # "default" is one of the named recipes: resolve it so the same objective never trains twice.
+    specs = {"baseline": ("baseline", [])}
+    specs.update({f"kd_{resolve_recipe(r).name}": (resolve_recipe(r).name, []) for r in recipes})
+    for name, kind, *overrides in extra:
+        if name in specs:
+            raise SystemExit(f"--arm {name}: the arm name is taken ({sorted(specs)})")
+        if any("=" not in o for o in overrides):
+            raise SystemExit(f"--arm {name}: overrides are KEY=VALUE, got {overrides}")
+        specs[name] = (kind if kind == "baseline" else resolve_recipe(kind).name, overrides)
+    return specs
+
+
+def _override(overrides: list[str], key: str, default: str) -> str:
+    return next((o.split("=", 1)[1] for o in reversed(overrides) if o.split("=", 1)[0] == key), default)
 
 
 def main() -> None:
@@ -65,24 +97,27 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=None, help="reuse a trained teacher checkpoint")
     parser.add_argument("--teacher-steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm; seed k of each arm pairs with the baseline's")
-    parser.add_argument("--recipes", nargs="+", default=["default", "chen2017"],
+    parser.add_argument("--recipes", nargs="*", default=["default", "chen2017"],
                         help="distillation recipes (distill.recipe) to train beside the baseline")
+    parser.add_argument("--arm", nargs="+", action="append", default=[], metavar="NAME KIND [KEY=VALUE",
+                        help="an extra arm: its name, its kind (baseline or a recipe) and its config overrides")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test: train on trainval, score on test (report); val: train on train, score on "
+                             "val (choose a lever; test is never opened)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
     parser.add_argument("--seed-ids", type=int, nargs="*", default=None,
                         help="train only these seeds (e.g. 1 2 in a second process; none: only the teacher); "
                              "a later run without it prints the table")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra config overrides for every run, e.g. train.device=cuda data.num_workers=4")
+                        help="config overrides for every run, applied last, e.g. train.device=cuda data.num_workers=4")
     parser.add_argument("--regimes", nargs="+", default=["short", "full"], choices=sorted(REGIMES))
     parser.add_argument("--jobs", type=int, default=1,
                         help="train the runs in this many single-thread processes (2 on a 2-core machine)")
     args = parser.parse_args()
     data = ROOT.parent / "shared" / "data" / "bccd"
-    common = [f"data.source={data}", "train.progress=false", f"train.threads={args.threads}", *args.set]
-    from detdistill.distill.terms import resolve_recipe
-
-    # "default" is one of the named recipes: resolve it so the same objective never trains twice.
-    kinds = ["baseline", *dict.fromkeys(f"kd_{resolve_recipe(r).name}" for r in args.recipes)]
+    common = [f"data.source={data}", "train.progress=false", f"train.threads={args.threads}"]
+    splits = ["data.train_split=train", "data.test_split=val", "data.val_split=null"] if args.split == "val" else []
+    specs = _arm_specs(args.recipes, args.arm)
     teacher = args.teacher
     if teacher is None:
         weights = cache_dir() / "mobilenetv2_imagenet_features.pt"
@@ -90,23 +125,26 @@ def main() -> None:
             raise SystemExit(f"{weights} not found: run `make weights` first")
         cfg = load_config(ROOT / "configs" / "bccd_teacher.yaml", common + [
             f"model.backbone_weights={weights}", f"train.max_steps={args.teacher_steps}",
-            f"train.out_dir={args.out / 'teacher'}"])
+            f"train.out_dir={args.out / 'teacher'}", *args.set])
         summary = train_detector(cfg, resume=True)
         teacher = Path(summary.last_checkpoint)
     # A distilled step costs more than a plain one, and the paper's objective (teacher RoI head) the most:
     # the longest arms go first, so both processes stay busy to the end.
-    order = sorted(kinds, key=lambda kind: (kind == "baseline", kind != "kd_chen2017"))
+    order = sorted(specs, key=lambda arm: (specs[arm][0] == "baseline", specs[arm][0] != "chen2017"))
     arms = []
     for regime in args.regimes:
         steps = [f"train.max_steps={REGIMES[regime]}"]
-        for kind in order:
+        for name in order:
+            kind, overrides = specs[name]
             if kind == "baseline":
-                cfg = load_config(ROOT / "configs" / "bccd_student.yaml", common + steps)
+                cfg = load_config(ROOT / "configs" / "bccd_student.yaml",
+                                  common + steps + splits + overrides + args.set)
             else:
-                cfg = load_config(ROOT / "configs" / "bccd_distill.yaml",
-                                  common + steps + [f"teacher={teacher}", f"distill.recipe={kind[3:]}"])
-            arms.append(Arm(f"{regime}/{kind}", config=cfg, teacher=kind != "baseline"))
-    only = None if args.seed_ids is None else [(arm.name, s) for arm in arms for s in args.seed_ids]
+                cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", common + steps + splits + [
+                    f"teacher={teacher}", f"distill.recipe={kind}", *overrides, *args.set])
+            arms.append(Arm(f"{regime}/{name}", config=cfg, teacher=kind != "baseline"))
+    # Seed-major: a study cut short still holds whole seeds of every arm.
+    only = None if args.seed_ids is None else [(arm.name, s) for s in args.seed_ids for arm in arms]
     if only == []:
         print("trained the teacher; run again with --seeds N (no --seed-ids) for the table")
         return
@@ -116,48 +154,64 @@ def main() -> None:
         print(f"trained seeds {args.seed_ids}; run again with --seeds N (no --seed-ids) for the table")
         return
     teacher_metrics = study.teacher["test"]
-    rows = {(regime, kind, r.seed): {**{k: r.test[k] for k in ("mAP50", "AP")}, "per_class": r.test_per_class}
-            for regime in args.regimes for kind in kinds for r in study.of(f"{regime}/{kind}")}
+    scored_on = ("validation (val, 87 images; students trained on train, 205 images)" if args.split == "val"
+                 else "test (72 images; students trained on trainval)")
+    model_of = {name: _override(overrides, "model.name", "mobilenet_v2_050_fpn") for name, (_, overrides) in specs.items()}
+    # An arm with another student is also compared with the baseline arm of that student, where there is one.
+    own_base = {name: next((b for b, (k, _) in specs.items() if k == "baseline" and model_of[b] == model_of[name]),
+                           None) for name in specs}
     print(f"teacher ({teacher}): mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}")
     lines = []
-    table = [f"teacher: mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}; {args.seeds} seeds, "
-             f"torch threads {args.threads}", "",
-             "| regime | arm | mAP@0.5 | Δ vs baseline [95 % CI] | seeds ahead | gap closed | AP@[.5:.95] | Δ AP [95 % CI] |",
-             "|---|---|---|---|---|---|---|---|"]
+    table = [f"scored on {scored_on}; teacher: mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}; "
+             f"{args.seeds} seeds, torch threads {args.threads}", "",
+             "| regime | arm | mAP@0.5 | Δ vs baseline [95 % CI] | seeds ahead | gap closed | AP@[.5:.95] | "
+             "Δ AP [95 % CI] | AP50 Platelets | Δ vs own baseline (mAP@0.5 / AP) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     csv_rows = []
+
+    def diff_text(a: str, b: str, metric: str) -> str:
+        d = study.paired(a, b, metric)  # b − a, by seed
+        return f"{d.mean:+.3f}" + ("" if d.n == 1 else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]")
+
     for regime in args.regimes:
-        base_runs = [rows[(regime, "baseline", s)] for s in range(args.seeds)]
-        for kind in kinds:
-            rs = [rows[(regime, kind, s)] for s in range(args.seeds)]
-            classes = sorted(rs[0]["per_class"])
-            per_class = ", ".join(f"{c} {_ms([r['per_class'][c] for r in rs])}" for c in classes)
-            print(f"[{regime}, {REGIMES[regime]} it] {kind:12s}: mAP@0.5 {_ms([r['mAP50'] for r in rs])}, "
-                  f"AP {_ms([r['AP'] for r in rs])}; AP50 {per_class}")
-            row = {"regime": regime, "arm": kind, "seeds": args.seeds, "threads": args.threads}
+        base_runs = study.of(f"{regime}/baseline")
+        for name in specs:
+            arm = f"{regime}/{name}"
+            rs = study.of(arm)
+            classes = sorted(rs[0].test_per_class)
+            per_class = ", ".join(f"{c} {_ms([r.test_per_class[c] for r in rs])}" for c in classes)
+            print(f"[{regime}, {REGIMES[regime]} it] {name:12s}: mAP@0.5 {_ms([r.test['mAP50'] for r in rs])}, "
+                  f"AP {_ms([r.test['AP'] for r in rs])}; AP50 {per_class}")
+            row = {"regime": regime, "arm": name, "model": model_of[name], "split": args.split, "seeds": args.seeds,
+                   "threads": args.threads}
             cells = []
             for metric in ("mAP50", "AP"):
-                values = [r[metric] for r in rs]
+                values = [r.test[metric] for r in rs]
                 row[f"{metric}_mean"] = statistics.mean(values)
                 row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-                if kind == "baseline":
+                if name == "baseline":
                     cells.append("—")
                     continue
-                d = study.paired(f"{regime}/baseline", f"{regime}/{kind}", metric)  # kind − baseline, by seed
-                diff = (d.mean, d.ci_low, d.ci_high)
-                row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = diff
-                cells.append(f"{diff[0]:+.3f}" + ("" if len(values) == 1 else f" [{diff[1]:+.3f}, {diff[2]:+.3f}]"))
-            base_map = statistics.mean([b["mAP50"] for b in base_runs])
+                d = study.paired(f"{regime}/baseline", arm, metric)
+                row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = d.mean, d.ci_low, d.ci_high
+                cells.append(diff_text(f"{regime}/baseline", arm, metric))
+            own = own_base[name]
+            own_cell = "—" if own in (None, "baseline", name) else \
+                f"{diff_text(f'{regime}/{own}', arm, 'mAP50')} / {diff_text(f'{regime}/{own}', arm, 'AP')}"
+            platelets = [r.test_per_class.get("Platelets", float("nan")) for r in rs]
+            row["platelets_AP50_mean"] = statistics.mean(platelets)
+            base_map = statistics.mean([b.test["mAP50"] for b in base_runs])
             gap = teacher_metrics["mAP50"] - base_map
             closed = (row["mAP50_mean"] - base_map) / gap if gap > 0 else float("nan")
-            wins = sum(r["mAP50"] > b["mAP50"] for r, b in zip(rs, base_runs))
+            wins = sum(r.test["mAP50"] > b.test["mAP50"] for r, b in zip(rs, base_runs))
             row["gap_closed"], row["seeds_ahead"] = closed, wins
-            table.append(f"| {regime} | {kind} | {_ms([r['mAP50'] for r in rs])} | {cells[0]} | "
-                         f"{'—' if kind == 'baseline' else f'{wins}/{args.seeds}'} | "
-                         f"{'—' if kind == 'baseline' else f'{closed * 100:.0f} %'} | {_ms([r['AP'] for r in rs])} | "
-                         f"{cells[1]} |")
+            table.append(f"| {regime} | {name} | {_ms([r.test['mAP50'] for r in rs])} | {cells[0]} | "
+                         f"{'—' if name == 'baseline' else f'{wins}/{args.seeds}'} | "
+                         f"{'—' if name == 'baseline' else f'{closed * 100:.0f} %'} | {_ms([r.test['AP'] for r in rs])} | "
+                         f"{cells[1]} | {_ms(platelets)} | {own_cell} |")
             csv_rows.append(row)
-            if kind != "baseline":
-                lines.append(f"[{regime}] {kind} beats baseline in {wins}/{args.seeds} seeds; gap closed "
+            if name != "baseline":
+                lines.append(f"[{regime}] {name} beats baseline in {wins}/{args.seeds} seeds; gap closed "
                              f"{closed * 100:.0f}% (target: every seed, >= 50%)")
     from detdistill.utils import atomic_write_text
 
@@ -168,11 +222,15 @@ def main() -> None:
     writer.writerows(csv_rows)
     atomic_write_text(buffer.getvalue(), args.out / "accuracy_bccd.csv")
     print("\n".join(table))
-    teacher_ips, student_ips = _speed_ratio(teacher, args.out / args.regimes[0] / f"{kinds[1]}_seed0" / "last.pt")
-    print(f"CPU images/s at batch 1, 640x480, 1 thread: teacher {teacher_ips:.1f}, student {student_ips:.1f}")
+    # One trained run per distinct student, timed beside the teacher.
+    students = {model: args.out / args.regimes[0] / f"{name}_seed0" / "last.pt"
+                for name, model in reversed(list(model_of.items()))}
+    ips = _speeds({"teacher": teacher, **students})
+    print("CPU images/s at batch 1, 640x480, 1 thread: " + ", ".join(f"{k} {v:.1f}" for k, v in ips.items()))
     for line in lines:
         print(line)
-    print(f"images/s student / teacher = {student_ips / teacher_ips:.2f}x (target >= 4x)")
+    for model in students:
+        print(f"images/s {model} / teacher = {ips[model] / ips['teacher']:.2f}x (target >= 4x)")
 
 
 if __name__ == "__main__":

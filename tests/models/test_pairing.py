@@ -47,3 +47,24 @@ def test_report_names_what_does_not_pair():
     assert report.level_pairs == {"0": "0", "pool": "1"}  # the stride-32 levels pair by stride
     text = str(report)
     assert "min_size        (160)" in text and "NO" in text and "do NOT pair" in text
+
+
+def test_stride8_student_pairs_its_shared_strides_with_the_stride16_teacher():
+    import pytest
+
+    from detdistill.distill.config import DistillConfig
+    from detdistill.distill.distiller import Distiller
+    from detdistill.errors import ModelError
+
+    student = build_detector("mobilenet_v2_050_fpn_s8", 4)
+    assert feature_strides(student) == {"0": 8, "1": 16, "2": 32, "pool": 64}
+    assert [tuple(s) for s in student.rpn.anchor_generator.sizes] == [(16, 32), (32, 64), (64, 128), (192, 320)]
+    teacher = build_detector("mobilenet_v2_fpn", 4)
+    report = describe_pairing(teacher, student)
+    assert not report.strides.ok  # the RPN terms need one anchor per anchor; the feature terms do not
+    assert report.level_pairs == {"0": "1", "1": "2", "pool": "pool"}
+    distiller = Distiller(teacher, student, DistillConfig(recipe="pkd"))
+    assert [(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs] == \
+        [("0", "1", 16), ("1", "2", 32), ("pool", "pool", 64)]
+    with pytest.raises(ModelError, match="'returned_layers' \\[2, 3, 4\\] gives 4 feature maps.*anchor_sizes"):
+        build_detector("mobilenet_v2_050_fpn", 4, returned_layers=[2, 3, 4])

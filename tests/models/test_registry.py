@@ -21,7 +21,8 @@ from detdistill.models.weights import WeightsError, check_and_load
 ALL = [
     "cpu_base", "cpu_small", "cpu_tiny", "fasterrcnn_mobilenet_v3_large_320_fpn",
     "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
-    "mobilenet_v2_050_fpn", "mobilenet_v2_fpn", "resnet18_fpn", "resnet34_fpn",
+    "mobilenet_v2_050_fpn", "mobilenet_v2_050_fpn_s8", "mobilenet_v2_fpn", "mobilenet_v2_fpn_s8", "resnet18_fpn",
+    "resnet34_fpn",
 ]
 # Small enough that a ResNet-50 step takes a fraction of a second on one core.
 TINY = dict(min_size=64, max_size=64, box_batch_size_per_image=16, rpn_batch_size_per_image=32,
