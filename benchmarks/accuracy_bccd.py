@@ -43,6 +43,8 @@ import io
 import statistics
 from pathlib import Path
 
+import torch
+
 from detdistill.config import load_config
 from detdistill.engine.run import train_detector
 from detdistill.models.weights import cache_dir
@@ -52,18 +54,20 @@ ROOT = Path(__file__).resolve().parents[1]
 REGIMES = {"short": 300, "full": 1200}
 
 
-def _speeds(checkpoints: dict[str, Path], rounds: int = 3) -> dict[str, float]:
-    """CPU images/s of each checkpoint at batch 1 on a BCCD-sized image, one thread, the models alternated
-    round by round so load hits all of them alike."""
-    from detdistill.models import load_detector
-    from detdistill.models.describe import describe
+def _speeds(checkpoints: dict[str, Path], data: Path, threads: int, images: int = 30) -> dict[str, float]:
+    """CPU images/s of each trained checkpoint at batch 1 on BCCD test images (640x480), the models interleaved
+    image by image (:func:`~detdistill.models.timing.interleaved_times`, warm-up excluded), ``threads`` fixed."""
+    from torchvision.io import ImageReadMode, read_image
 
+    from detdistill.models import load_detector
+    from detdistill.models.timing import interleaved_times
+
+    ids = (data / "ImageSets" / "Main" / "test.txt").read_text().split()[:images]
+    batch = [read_image(str(data / "JPEGImages" / f"{i}.jpg"), ImageReadMode.RGB).float() / 255 for i in ids]
     models = {name: load_detector(path) for name, path in checkpoints.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name].append(describe(model, (480, 640), threads=1, runs=5, warmup=1).latency_ms_median)
-    return {name: 1000.0 / statistics.median(t) for name, t in times.items()}
+    with torch.no_grad():
+        times = interleaved_times(models, batch, threads=threads, warmup=2)
+    return {name: 1.0 / statistics.median(t) for name, t in times.items()}
 
 
 def _ms(values: list[float]) -> str:
@@ -225,8 +229,9 @@ def main() -> None:
     # One trained run per distinct student, timed beside the teacher.
     students = {model: args.out / args.regimes[0] / f"{name}_seed0" / "last.pt"
                 for name, model in reversed(list(model_of.items()))}
-    ips = _speeds({"teacher": teacher, **students})
-    print("CPU images/s at batch 1, 640x480, 1 thread: " + ", ".join(f"{k} {v:.1f}" for k, v in ips.items()))
+    ips = _speeds({"teacher": teacher, **students}, data, args.threads)
+    print(f"CPU images/s at batch 1, 640x480, {args.threads} thread(s), interleaved over 30 test images: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in ips.items()))
     for line in lines:
         print(line)
     for model in students:
