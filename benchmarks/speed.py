@@ -5,7 +5,7 @@ and GFLOPs (torch.utils.flop_counter) alongside. The ratio lines (student vs tea
 Target for the default pair (cpu_base -> cpu_tiny): student >= 3x the teacher's images/s.
 
     .venv/bin/python benchmarks/speed.py                   # CPU-scale family at 160 px
-    .venv/bin/python benchmarks/speed.py --bccd            # + mobilenet_v2_fpn / mobilenet_v2_050_fpn at 640x480
+    .venv/bin/python benchmarks/speed.py --bccd            # + the MobileNetV2-FPN pair and their _s8 forms, 640x480
     .venv/bin/python benchmarks/speed.py --torchvision     # + R50-FPN and MobileNetV3-FPN for scale
 """
 
@@ -67,7 +67,8 @@ def main() -> None:
     torch.manual_seed(0)
     groups = [("synthetic", (160, 160), ["cpu_base", "cpu_small", "cpu_tiny"], {})]
     if args.bccd:
-        groups.append(("bccd", (480, 640), ["mobilenet_v2_fpn", "mobilenet_v2_050_fpn"], {}))
+        groups.append(("bccd", (480, 640), ["mobilenet_v2_fpn", "mobilenet_v2_050_fpn", "mobilenet_v2_050_fpn_s8",
+                                            "mobilenet_v2_fpn_s8"], {}))
     if args.torchvision:
         groups.append(("torchvision", (480, 640), ["fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn"],
                        {"min_size": 480, "max_size": 640}))
