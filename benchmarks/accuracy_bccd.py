@@ -92,10 +92,6 @@ def _arm_specs(recipes: list[str], extra: list[list[str]]) -> dict[str, tuple[st
     return specs
 
 
-def _override(overrides: list[str], key: str, default: str) -> str:
-    return next((o.split("=", 1)[1] for o in reversed(overrides) if o.split("=", 1)[0] == key), default)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_bccd")
@@ -137,6 +133,7 @@ def main() -> None:
     # the longest arms go first, so both processes stay busy to the end.
     order = sorted(specs, key=lambda arm: (specs[arm][0] == "baseline", specs[arm][0] != "chen2017"))
     arms = []
+    model_of: dict[str, str] = {}  # arm -> its student's registry name
     for regime in args.regimes:
         steps = [f"train.max_steps={REGIMES[regime]}"]
         for name in order:
@@ -148,6 +145,7 @@ def main() -> None:
                 cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", common + steps + splits + [
                     f"teacher={teacher}", f"distill.recipe={kind}", *overrides, *args.set])
             arms.append(Arm(f"{regime}/{name}", config=cfg, teacher=kind != "baseline"))
+            model_of[name] = cfg.model.name
     # Seed-major: a study cut short still holds whole seeds of every arm.
     only = None if args.seed_ids is None else [(arm.name, s) for s in args.seed_ids for arm in arms]
     if only == []:
@@ -161,7 +159,6 @@ def main() -> None:
     teacher_metrics = study.teacher["test"]
     scored_on = ("validation (val, 87 images; students trained on train, 205 images)" if args.split == "val"
                  else "test (72 images; students trained on trainval)")
-    model_of = {name: _override(overrides, "model.name", "mobilenet_v2_050_fpn") for name, (_, overrides) in specs.items()}
     # A distilled arm is judged against the baseline of its own student (same architecture, same seed); a
     # baseline of another student against `baseline`. Arms of another student also show Δ vs `baseline`.
     control = {}
