@@ -39,36 +39,32 @@ with ``baseline``; arms of another student also show their difference to ``basel
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from detdistill.config import load_config
-from detdistill.engine.run import train_detector
+from detdistill.engine.run import open_datasets, train_detector
 from detdistill.models.weights import cache_dir
+from detdistill.reports.demo_page import gap_closed
 from detdistill.study import Arm, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIMES = {"short": 300, "full": 1200}
 
 
-def _speeds(checkpoints: dict[str, Path], data: Path, threads: int, images: int = 30) -> dict[str, float]:
-    """CPU images/s of each trained checkpoint at batch 1 on BCCD test images (640x480), the models interleaved
-    image by image (:func:`~detdistill.models.timing.interleaved_times`, warm-up excluded), ``threads`` fixed."""
-    from torchvision.io import ImageReadMode, read_image
-
+def _speeds(checkpoints: dict[str, Path], images: list[torch.Tensor], threads: int) -> dict[str, float]:
+    """CPU images/s of each trained checkpoint at batch 1, the models interleaved image by image (the demo's
+    timer: warm-up excluded, ``threads`` fixed)."""
+    from detdistill.demo.scoring import measure_images_per_s
     from detdistill.models import load_detector
-    from detdistill.models.timing import interleaved_times
 
-    ids = (data / "ImageSets" / "Main" / "test.txt").read_text().split()[:images]
-    batch = [read_image(str(data / "JPEGImages" / f"{i}.jpg"), ImageReadMode.RGB).float() / 255 for i in ids]
-    models = {name: load_detector(path) for name, path in checkpoints.items()}
-    with torch.no_grad():
-        times = interleaved_times(models, batch, threads=threads, warmup=2)
-    return {name: 1.0 / statistics.median(t) for name, t in times.items()}
+    return measure_images_per_s({name: load_detector(path) for name, path in checkpoints.items()}, images, threads)
 
 
 def _ms(values: list[float]) -> str:
@@ -79,16 +75,26 @@ def _arm_specs(recipes: list[str], extra: list[list[str]]) -> dict[str, tuple[st
     """``{arm: (kind, overrides)}``: the baseline, one ``kd_<recipe>`` per recipe, then the ``--arm`` ones
     (kind ``baseline`` or a recipe name)."""
     from detdistill.distill.terms import resolve_recipe
+    from detdistill.errors import DetDistillError
 
     # "default" is one of the named recipes: resolve it so the same objective never trains twice.
     specs = {"baseline": ("baseline", [])}
-    specs.update({f"kd_{resolve_recipe(r).name}": (resolve_recipe(r).name, []) for r in recipes})
-    for name, kind, *overrides in extra:
-        if name in specs:
-            raise SystemExit(f"--arm {name}: the arm name is taken ({sorted(specs)})")
-        if any("=" not in o for o in overrides):
-            raise SystemExit(f"--arm {name}: overrides are KEY=VALUE, got {overrides}")
-        specs[name] = (kind if kind == "baseline" else resolve_recipe(kind).name, overrides)
+    try:
+        specs.update({f"kd_{resolve_recipe(r).name}": (resolve_recipe(r).name, []) for r in recipes})
+        for arm in extra:
+            if len(arm) < 2:
+                raise SystemExit(f"--arm {' '.join(arm)}: give NAME KIND [KEY=VALUE ...] (KIND: baseline or a recipe)")
+            name, kind, *overrides = arm
+            if name in specs or "/" in name:
+                raise SystemExit(f"--arm {name}: the arm name is taken or holds '/' (taken: {sorted(specs)})")
+            if any("=" not in o for o in overrides):
+                raise SystemExit(f"--arm {name}: overrides are KEY=VALUE, got {overrides}")
+            specs[name] = (kind if kind == "baseline" else resolve_recipe(kind).name, overrides)
+    except DetDistillError as exc:
+        raise SystemExit(str(exc)) from None
+    if all(kind == "baseline" for kind, _ in specs.values()):
+        raise SystemExit("no arm distils: give --recipes or an --arm with a recipe as its kind (the table measures "
+                         "each arm against the teacher)")
     return specs
 
 
@@ -100,17 +106,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm; seed k of each arm pairs with the baseline's")
     parser.add_argument("--recipes", nargs="*", default=["default", "chen2017"],
                         help="distillation recipes (distill.recipe) to train beside the baseline")
-    parser.add_argument("--arm", nargs="+", action="append", default=[], metavar="NAME KIND [KEY=VALUE",
-                        help="an extra arm: its name, its kind (baseline or a recipe) and its config overrides")
+    parser.add_argument("--arm", nargs="+", action="append", default=[], metavar="ARG",
+                        help="an extra arm, NAME KIND [KEY=VALUE ...]: its name, its kind (baseline or a recipe) "
+                             "and its config overrides (applied after --set)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="test: train on trainval, score on test (report); val: train on train, score on "
-                             "val (choose a lever; test is never opened)")
+                             "val and time on val images (choose a lever; test is never opened). A teacher trained "
+                             "here then trains on train; a --teacher that saw val scores optimistically there")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
     parser.add_argument("--seed-ids", type=int, nargs="*", default=None,
                         help="train only these seeds (e.g. 1 2 in a second process; none: only the teacher); "
                              "a later run without it prints the table")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides for every run, applied last, e.g. train.device=cuda data.num_workers=4")
+                        help="config overrides for every run (after the regime's steps, before an --arm's own), "
+                             "e.g. train.device=cuda data.num_workers=4")
     parser.add_argument("--regimes", nargs="+", default=["short", "full"], choices=sorted(REGIMES))
     parser.add_argument("--jobs", type=int, default=1,
                         help="train the runs in this many single-thread processes (2 on a 2-core machine)")
@@ -126,26 +135,26 @@ def main() -> None:
             raise SystemExit(f"{weights} not found: run `make weights` first")
         cfg = load_config(ROOT / "configs" / "bccd_teacher.yaml", common + [
             f"model.backbone_weights={weights}", f"train.max_steps={args.teacher_steps}",
-            f"train.out_dir={args.out / 'teacher'}", *args.set])
+            f"train.out_dir={args.out / 'teacher'}", *splits, *args.set])
         summary = train_detector(cfg, resume=True)
         teacher = Path(summary.last_checkpoint)
     # A distilled step costs more than a plain one, and the paper's objective (teacher RoI head) the most:
     # the longest arms go first, so both processes stay busy to the end.
     order = sorted(specs, key=lambda arm: (specs[arm][0] == "baseline", specs[arm][0] != "chen2017"))
     arms = []
-    model_of: dict[str, str] = {}  # arm -> its student's registry name
+    student_of: dict[str, Any] = {}  # arm -> its student's model config (name, weights, overrides)
     for regime in args.regimes:
         steps = [f"train.max_steps={REGIMES[regime]}"]
         for name in order:
             kind, overrides = specs[name]
             if kind == "baseline":
                 cfg = load_config(ROOT / "configs" / "bccd_student.yaml",
-                                  common + steps + splits + overrides + args.set)
+                                  common + steps + splits + args.set + overrides)
             else:
                 cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", common + steps + splits + [
-                    f"teacher={teacher}", f"distill.recipe={kind}", *overrides, *args.set])
+                    f"teacher={teacher}", f"distill.recipe={kind}", *args.set, *overrides])
             arms.append(Arm(f"{regime}/{name}", config=cfg, teacher=kind != "baseline"))
-            model_of[name] = cfg.model.name
+            student_of[name] = cfg.model
     # Seed-major: a study cut short still holds whole seeds of every arm.
     only = None if args.seed_ids is None else [(arm.name, s) for s in args.seed_ids for arm in arms]
     if only == []:
@@ -159,11 +168,12 @@ def main() -> None:
     teacher_metrics = study.teacher["test"]
     scored_on = ("validation (val, 87 images; students trained on train, 205 images)" if args.split == "val"
                  else "test (72 images; students trained on trainval)")
-    # A distilled arm is judged against the baseline of its own student (same architecture, same seed); a
-    # baseline of another student against `baseline`. Arms of another student also show Δ vs `baseline`.
+    # A distilled arm is judged against the baseline of its own student (the same model config, the same seed);
+    # a baseline of another student, or a distilled one whose student has no baseline arm, against `baseline`
+    # (the table names each control). Arms of another student also show Δ vs `baseline`.
     control = {}
     for name, (kind, _) in specs.items():
-        own = [b for b, (k, _) in specs.items() if k == "baseline" and model_of[b] == model_of[name]]
+        own = [b for b, (k, _) in specs.items() if k == "baseline" and student_of[b] == student_of[name]]
         control[name] = None if name == "baseline" else (own[0] if own and kind != "baseline" else "baseline")
     print(f"teacher ({teacher}): mAP@0.5 {teacher_metrics['mAP50']:.3f}, AP {teacher_metrics['AP']:.3f}")
     lines = []
@@ -187,7 +197,7 @@ def main() -> None:
             per_class = ", ".join(f"{c} {_ms([r.test_per_class[c] for r in rs])}" for c in classes)
             print(f"[{regime}, {REGIMES[regime]} it] {name:12s}: mAP@0.5 {_ms([r.test['mAP50'] for r in rs])}, "
                   f"AP {_ms([r.test['AP'] for r in rs])}; AP50 {per_class}")
-            row = {"regime": regime, "arm": name, "model": model_of[name], "control": ctrl, "split": args.split,
+            row = {"regime": regime, "arm": name, "model": student_of[name].name, "control": ctrl, "split": args.split,
                    "seeds": args.seeds, "threads": args.threads}
             for metric in ("mAP50", "AP"):
                 values = [r.test[metric] for r in rs]
@@ -203,9 +213,9 @@ def main() -> None:
             if ctrl is not None:
                 ctrl_runs = study.of(f"{regime}/{ctrl}")
                 ctrl_map = statistics.mean([b.test["mAP50"] for b in ctrl_runs])
-                gap = teacher_metrics["mAP50"] - ctrl_map
-                closed = (row["mAP50_mean"] - ctrl_map) / gap if gap > 0 else float("nan")
-                wins = sum(r.test["mAP50"] > b.test["mAP50"] for r, b in zip(rs, ctrl_runs))
+                closed = gap_closed(teacher_metrics["mAP50"], ctrl_map, row["mAP50_mean"])
+                closed = float("nan") if closed is None else closed
+                wins = study.paired(f"{regime}/{ctrl}", arm, "mAP50").wins
                 row["gap_closed"], row["seeds_ahead"] = closed, wins
                 cells[:4] = [diff_text(f"{regime}/{ctrl}", arm, "mAP50"), f"{wins}/{args.seeds}",
                              f"{closed * 100:.0f} %", diff_text(f"{regime}/{ctrl}", arm, "AP")]
@@ -215,7 +225,7 @@ def main() -> None:
                 if ctrl != "baseline":
                     cells[4] = (f"{diff_text(f'{regime}/baseline', arm, 'mAP50')} / "
                                 f"{diff_text(f'{regime}/baseline', arm, 'AP')}")
-            table.append(f"| {regime} | {name} | `{model_of[name]}` | {ctrl or '—'} | {_ms([r.test['mAP50'] for r in rs])} | "
+            table.append(f"| {regime} | {name} | `{student_of[name].name}` | {ctrl or '—'} | {_ms([r.test['mAP50'] for r in rs])} | "
                          f"{cells[0]} | {cells[1]} | {cells[2]} | {_ms([r.test['AP'] for r in rs])} | {cells[3]} | "
                          f"{_ms(platelets)} | {cells[4]} |")
             csv_rows.append(row)
@@ -228,11 +238,16 @@ def main() -> None:
     writer.writerows(csv_rows)
     atomic_write_text(buffer.getvalue(), args.out / "accuracy_bccd.csv")
     print("\n".join(table))
-    # One trained run per distinct student, timed beside the teacher.
-    students = {model: args.out / args.regimes[0] / f"{name}_seed0" / "last.pt"
-                for name, model in reversed(list(model_of.items()))}
-    ips = _speeds({"teacher": teacher, **students}, data, args.threads)
-    print(f"CPU images/s at batch 1, 640x480, {args.threads} thread(s), interleaved over 30 test images: "
+    # One trained run (seed 0) of each student that has its own baseline arm, timed beside the teacher on
+    # images of the scored split.
+    students = {student_of[name].name: args.out / args.regimes[0] / f"{name}_seed0" / "last.pt"
+                for name in specs if control[name] not in (None, "baseline") or name == "baseline"}
+    probe = copy.deepcopy(arms[0].config)
+    probe.data.val_split = None
+    scored = open_datasets(probe).test
+    images = [scored.load_image(i) for i in range(min(30, len(scored)))]
+    ips = _speeds({"teacher": teacher, **students}, images, args.threads)
+    print(f"CPU images/s at batch 1, {args.threads} thread(s), interleaved over {len(images)} {args.split} images: "
           + ", ".join(f"{k} {v:.1f}" for k, v in ips.items()))
     for line in lines:
         print(line)

@@ -63,6 +63,7 @@ def test_stride8_student_pairs_its_shared_strides_with_the_stride16_teacher():
     report = describe_pairing(teacher, student)
     assert not report.strides.ok  # the RPN terms need one anchor per anchor; the feature terms do not
     assert report.level_pairs == {"0": "1", "1": "2", "pool": "pool"}
+    assert describe_pairing(build_detector("mobilenet_v2_fpn_s8", 4), student).pairs
     distiller = Distiller(teacher, student, DistillConfig(recipe="pkd"))
     assert [(p.teacher_level, p.student_level, p.stride) for p in distiller.plan.hint_pairs] == \
         [("0", "1", 16), ("1", "2", 32), ("pool", "pool", 64)]

@@ -187,7 +187,7 @@ def _mobilenet_v2_fpn(num_classes: int, backbone_weights: Any, pretrained: bool,
     if "anchor_sizes" not in overrides and len(anchor_sizes) != levels:
         raise ModelError(f"override 'returned_layers' {list(returned)} gives {levels} feature maps but the default "
                          f"anchors have {len(anchor_sizes)} levels: give 'anchor_sizes' too, one tuple per level "
-                         "(or use the '_s8' entry for strides 8/16/32)")
+                         "(the '_s8' entries come with anchors for strides 8/16/32)")
     anchors = anchor_generator(overrides.get("anchor_sizes", anchor_sizes),
                                overrides.get("aspect_ratios", DEFAULT_ASPECT_RATIOS), levels)
     roi_pool = MultiScaleRoIAlign(featmap_names=[str(i) for i in range(len(returned))], output_size=7,
@@ -248,6 +248,8 @@ def mobilenet_v2_fpn_s8(num_classes: int, *, backbone_weights: Any = None, weigh
                 description="mobilenet_v2_050_fpn with a stride-8 level: strides 8/16/32/pool (small objects)")
 def mobilenet_v2_050_fpn_s8(num_classes: int, *, backbone_weights: Any = None, weights_enum: Any = None,
                             pretrained: bool = False, **overrides: Any) -> FasterRCNN:
-    """The width-0.5 student with a stride-8 level; pairs with both teachers (PKD pairs the shared strides)."""
+    """The width-0.5 student with a stride-8 level. It pairs anchor by anchor with :func:`mobilenet_v2_fpn_s8`;
+    from :func:`mobilenet_v2_fpn` it distils through the feature terms (at the strides both have) and the RCN
+    terms, while the RPN terms refuse the pair (their anchors must match one to one)."""
     return _mobilenet_v2_fpn(num_classes, backbone_weights, pretrained, overrides, 0.5, 64, 256,
                              (2, 3, 4), BCCD_ANCHORS_S8)
