@@ -27,7 +27,7 @@ two-thread process) 3 seeds of the short regime take ~30 min and the full regime
 Choosing a lever (issue #30: small objects) is done on validation, never on test: ``--split val`` trains every
 student on BCCD's ``train`` split (205 images) and scores it on ``val`` (87 images; the table says so). Extra
 arms name a kind (``baseline`` or a recipe) and config overrides. Each arm is paired with its control: a
-distilled arm with the baseline arm of its own student (same ``model.name``) where there is one, anything else
+distilled arm with the baseline arm of its own student (the same ``model`` config) where there is one, anything else
 with ``baseline``; arms of another student also show their difference to ``baseline``:
 
     .venv/bin/python benchmarks/accuracy_bccd.py --teacher T --split val --regimes short --recipes default \
@@ -52,6 +52,7 @@ from detdistill.config import load_config
 from detdistill.engine.run import open_datasets, train_detector
 from detdistill.models.weights import cache_dir
 from detdistill.reports.demo_page import gap_closed
+from detdistill.stats import PairedDifference
 from detdistill.study import Arm, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,8 +186,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     csv_rows = []
 
-    def diff_text(a: str, b: str, metric: str) -> str:
-        d = study.paired(a, b, metric)  # b − a, by seed
+    def diff_text(d: PairedDifference) -> str:
         return f"{d.mean:+.3f}" + ("" if d.n == 1 else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]")
 
     for regime in args.regimes:
@@ -199,12 +199,13 @@ def main() -> None:
                   f"AP {_ms([r.test['AP'] for r in rs])}; AP50 {per_class}")
             row = {"regime": regime, "arm": name, "model": student_of[name].name, "control": ctrl, "split": args.split,
                    "seeds": args.seeds, "threads": args.threads}
+            diffs = {}  # arm − its control, paired by seed
             for metric in ("mAP50", "AP"):
                 values = [r.test[metric] for r in rs]
                 row[f"{metric}_mean"] = statistics.mean(values)
                 row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
                 if ctrl is not None:
-                    d = study.paired(f"{regime}/{ctrl}", arm, metric)
+                    d = diffs[metric] = study.paired(f"{regime}/{ctrl}", arm, metric)
                     row[f"{metric}_diff"], row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = \
                         d.mean, d.ci_low, d.ci_high
             platelets = [r.test_per_class.get("Platelets", float("nan")) for r in rs]
@@ -215,16 +216,15 @@ def main() -> None:
                 ctrl_map = statistics.mean([b.test["mAP50"] for b in ctrl_runs])
                 closed = gap_closed(teacher_metrics["mAP50"], ctrl_map, row["mAP50_mean"])
                 closed = float("nan") if closed is None else closed
-                wins = study.paired(f"{regime}/{ctrl}", arm, "mAP50").wins
+                wins = diffs["mAP50"].wins
                 row["gap_closed"], row["seeds_ahead"] = closed, wins
-                cells[:4] = [diff_text(f"{regime}/{ctrl}", arm, "mAP50"), f"{wins}/{args.seeds}",
-                             f"{closed * 100:.0f} %", diff_text(f"{regime}/{ctrl}", arm, "AP")]
+                cells[:4] = [diff_text(diffs["mAP50"]), f"{wins}/{args.seeds}", f"{closed * 100:.0f} %",
+                             diff_text(diffs["AP"])]
                 target = " (target: every seed, >= 50%)" if specs[name][0] != "baseline" else ""
                 lines.append(f"[{regime}] {name} beats {ctrl} in {wins}/{args.seeds} seeds; gap closed "
                              f"{closed * 100:.0f}%{target}")
                 if ctrl != "baseline":
-                    cells[4] = (f"{diff_text(f'{regime}/baseline', arm, 'mAP50')} / "
-                                f"{diff_text(f'{regime}/baseline', arm, 'AP')}")
+                    cells[4] = " / ".join(diff_text(study.paired(f"{regime}/baseline", arm, m)) for m in ("mAP50", "AP"))
             table.append(f"| {regime} | {name} | `{student_of[name].name}` | {ctrl or '—'} | {_ms([r.test['mAP50'] for r in rs])} | "
                          f"{cells[0]} | {cells[1]} | {cells[2]} | {_ms([r.test['AP'] for r in rs])} | {cells[3]} | "
                          f"{_ms(platelets)} | {cells[4]} |")
