@@ -220,7 +220,7 @@ def mobilenet_v2_fpn(num_classes: int, *, backbone_weights: Any = None, weights_
 
 
 @register_model(family="mobilenet", options=_MNV2_OPTIONS,
-                description="MobileNetV2 width 0.5, FPN 64, head 256 (the bccd student)")
+                description="MobileNetV2 width 0.5, FPN 64, head 256, strides 16/32/pool")
 def mobilenet_v2_050_fpn(num_classes: int, *, backbone_weights: Any = None, weights_enum: Any = None,
                          pretrained: bool = False, **overrides: Any) -> FasterRCNN:
     """MobileNetV2 width 0.5 student (FPN 64, head 256); pairs with :func:`mobilenet_v2_fpn`."""
@@ -245,7 +245,7 @@ def mobilenet_v2_fpn_s8(num_classes: int, *, backbone_weights: Any = None, weigh
 
 
 @register_model(family="mobilenet", options=_MNV2_OPTIONS,
-                description="mobilenet_v2_050_fpn with a stride-8 level: strides 8/16/32/pool (small objects)")
+                description="mobilenet_v2_050_fpn with a stride-8 level: strides 8/16/32/pool (the bccd student)")
 def mobilenet_v2_050_fpn_s8(num_classes: int, *, backbone_weights: Any = None, weights_enum: Any = None,
                             pretrained: bool = False, **overrides: Any) -> FasterRCNN:
     """The width-0.5 student with a stride-8 level. It pairs anchor by anchor with :func:`mobilenet_v2_fpn_s8`;
