@@ -185,10 +185,8 @@ def test_a_cache_that_does_not_match_the_run_is_refused_in_one_line(tmp_path):
     assert "augmentation" in _refusal(tmp_path / "c", sha="t" * 64, augment=AugmentConfig(hflip_prob=0.0))
 
 
-def test_a_changed_image_file_is_refused(tmp_path):
+def _yolo_two_images(tmp_path):
     from PIL import Image
-
-    from detdistill.data.open import open_dataset
 
     root = tmp_path / "yolo"
     (root / "images" / "train").mkdir(parents=True)
@@ -197,13 +195,47 @@ def test_a_changed_image_file_is_refused(tmp_path):
         Image.fromarray(np.full((SIZE, SIZE, 3), 40 * i, np.uint8)).save(root / "images" / "train" / f"{i}.png")
         (root / "labels" / "train" / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     (root / "data.yaml").write_text("train: images/train\nnames: [a]\n")
+    return root
+
+
+def _bump_mtime(path):
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+
+
+def test_an_image_with_other_bytes_is_refused_naming_it(tmp_path):
+    from detdistill.data.open import open_dataset
+
+    root = _yolo_two_images(tmp_path)
     ds = open_dataset(str(root), split="train", format="yolo")
     teacher = build_detector("cpu_tiny", 2, **KW)
     build_teacher_cache(teacher, ds, tmp_path / "c", teacher_sha256="t", augment=FLIP, progress=False)
     path = root / "images" / "train" / "1.png"
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    message = _refusal(tmp_path / "c", teacher=teacher, ds=open_dataset(str(root), split="train", format="yolo"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: only the hash can tell
+    path.write_bytes(bytes(data))
+    _bump_mtime(path)
+    again = open_dataset(str(root), split="train", format="yolo")
+    with pytest.raises(TeacherCacheError, match=r"1\.png changed"):
+        open_or_build(tmp_path / "c", teacher, "unused", again, FLIP, teacher_sha256="t", progress=False,
+                      log=lambda m: None)
+    message = _refusal(tmp_path / "c", teacher=teacher, ds=again)
     assert "dataset: image" in message and "1.png changed" in message
+
+
+def test_an_image_touched_with_the_same_bytes_keeps_the_cache(tmp_path):
+    """A copy without -p or a re-extracted archive changes mtimes, not bytes: no rebuild, one log line."""
+    from detdistill.data.open import open_dataset
+
+    root = _yolo_two_images(tmp_path)
+    ds = open_dataset(str(root), split="train", format="yolo")
+    teacher = build_detector("cpu_tiny", 2, **KW)
+    built = build_teacher_cache(teacher, ds, tmp_path / "c", teacher_sha256="t", augment=FLIP, progress=False)
+    _bump_mtime(root / "images" / "train" / "1.png")
+    lines = []
+    cache = open_or_build(tmp_path / "c", teacher, "unused", open_dataset(str(root), split="train", format="yolo"),
+                          FLIP, teacher_sha256="t", progress=False, log=lines.append)
+    assert cache.sha256 == built.sha256  # the same folder, not a rebuild
+    assert any("1 image(s) have a new mtime but the bytes the cache was built from" in line for line in lines)
 
 
 @pytest.mark.parametrize("augment, field", [

@@ -8,9 +8,9 @@ The teacher's RoI head is not cached: it runs on the student's sampled RoIs, poo
 Layout of a cache folder (numpy memmaps: numpy is already a dependency, a flat file per output slices with
 no decoding, and every DataLoader worker or DDP rank maps only the pages it touches)::
 
-    manifest.json        identity (teacher SHA-256, transform, augmentation, dataset files, dtype, levels) and
-                         every data file's size and blake2b hash; written last, so a folder without it is
-                         not a cache
+    manifest.json        identity (teacher SHA-256, transform, augmentation, dataset files, dtype, levels),
+                         every data file's size and blake2b hash and each image's blake2b; written last, so
+                         a folder without it is not a cache
     index.npz            per entry: image id, flip, canvas, per-level (h, w), per-file element offsets
     fill.npz             the teacher's per-channel response to an all-padding canvas (fills a batch canvas
                          around a smaller image)
@@ -105,6 +105,48 @@ def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
         info["generator"] = {"seed": int(dataset.seed),
                              "config": asdict(config) if hasattr(config, "__dataclass_fields__") else repr(config)}
     return info
+
+
+def image_hashes(dataset: Any) -> list[str | None]:
+    """blake2b of every image file, in the dataset's order (None where there is no file: generated data).
+
+    Stored in the manifest (``image_blake2b``) so that an image whose mtime changed with the same bytes (a copy
+    without ``-p``, a re-extracted archive, ``git checkout``) does not force a rebuild; see
+    :func:`accept_touched_images`."""
+    out: list[str | None] = []
+    for i in range(len(dataset.records)):
+        path = Path(dataset.image_path(i)) if hasattr(dataset, "image_path") else None
+        out.append(_blake2b_file(path) if path is not None and path.is_file() else None)
+    return out
+
+
+def _blake2b_file(path: Path) -> str:
+    digest = hashlib.blake2b()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def accept_touched_images(manifest: dict[str, Any], expected: dict[str, Any], dataset: Any) -> int:
+    """Images whose only change since the build is the mtime and whose bytes still hash as built: their
+    ``expected`` entries take the built mtime (so the identity check passes), and their count is returned.
+
+    A cache built before the manifest recorded image hashes, or an image with other bytes, is left as it is:
+    the identity check then refuses it, naming the image."""
+    hashes = manifest.get("image_blake2b")
+    built = manifest.get("dataset", {}).get("files", [])
+    wanted = expected["dataset"]["files"]
+    if not isinstance(hashes, list) or len(hashes) != len(wanted) or len(built) != len(wanted):
+        return 0
+    touched = 0
+    for i, (a, b) in enumerate(zip(built, wanted)):
+        if len(a) == len(b) == 6 and list(a[:5]) == list(b[:5]) and a[5] != b[5] and hashes[i]:
+            if _blake2b_file(Path(dataset.image_path(i))) != hashes[i]:
+                return touched  # other bytes: leave the difference for the identity check to name
+            b[5] = a[5]
+            touched += 1
+    return touched
 
 
 def cache_identity(teacher: torch.nn.Module, teacher_sha256: str, dataset: Any, augment: Any,
@@ -287,7 +329,7 @@ def build_teacher_cache(teacher: torch.nn.Module, dataset: Any, out_dir: str | P
                                            for key, c, s, a in zip(levels, channels, strides, anchors)},
                     "files": file_names, "entries": len(image_ids),
                     "bytes": int(sum(cursor) * np.dtype(np_dtype).itemsize), "build_seconds": build_seconds,
-                    "teacher_device": str(device), "data_files": data_files,
+                    "teacher_device": str(device), "data_files": data_files, "image_blake2b": image_hashes(dataset),
                     "built_with": {"teacher": str(teacher_path) if teacher_path is not None else None}}
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1)
@@ -564,6 +606,11 @@ def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path:
         from ..engine.distributed import barrier
 
         barrier(dist)
+    if (path / MANIFEST).is_file():
+        touched = accept_touched_images(read_manifest(path), expected, dataset)
+        if touched:
+            log(f"teacher cache: {touched} image(s) have a new mtime but the bytes the cache was built from "
+                "(blake2b): cache kept")
     cache = TeacherCache(path, expected)
     log(f"teacher cache: {path} ({len(cache)} entries, {cache.manifest['bytes'] / 2**20:.0f} MiB "
         f"{cache.manifest['dtype']}, manifest {cache.sha256[:12]}…, {cache.verified['files']} files verified in "
