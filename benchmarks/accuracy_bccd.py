@@ -215,17 +215,17 @@ def main() -> None:
                 ctrl_runs = study.of(f"{regime}/{ctrl}")
                 ctrl_map = statistics.mean([b.test["mAP50"] for b in ctrl_runs])
                 closed = gap_closed(teacher_metrics["mAP50"], ctrl_map, row["mAP50_mean"])
-                # a control at or above the teacher leaves no gap: say so rather than print a share of nothing
-                closed_text = (f"{closed * 100:.0f} %" if closed is not None else
-                               f"no gap ({ctrl} {ctrl_map:.3f} >= teacher {teacher_metrics['mAP50']:.3f})")
+                if closed is None:  # a control at or above the teacher: say so rather than print a share of nothing
+                    gap_cell = "no gap"
+                    gap_line = f"no gap ({ctrl} {ctrl_map:.3f} >= teacher {teacher_metrics['mAP50']:.3f})"
+                else:
+                    gap_cell, gap_line = f"{closed * 100:.0f} %", f"gap closed {closed * 100:.0f}%"
                 wins = diffs["mAP50"].wins
                 row["gap_closed"] = float("nan") if closed is None else closed
                 row["seeds_ahead"] = wins
-                cells[:4] = [diff_text(diffs["mAP50"]), f"{wins}/{args.seeds}",
-                             closed_text if closed is not None else "no gap", diff_text(diffs["AP"])]
+                cells[:4] = [diff_text(diffs["mAP50"]), f"{wins}/{args.seeds}", gap_cell, diff_text(diffs["AP"])]
                 target = " (target: every seed, >= 50%)" if specs[name][0] != "baseline" else ""
-                lines.append(f"[{regime}] {name} beats {ctrl} in {wins}/{args.seeds} seeds; "
-                             + (f"gap closed {closed_text}" if closed is not None else closed_text) + target)
+                lines.append(f"[{regime}] {name} beats {ctrl} in {wins}/{args.seeds} seeds; {gap_line}{target}")
                 if ctrl != "baseline":
                     cells[4] = " / ".join(diff_text(study.paired(f"{regime}/baseline", arm, m)) for m in ("mAP50", "AP"))
             table.append(f"| {regime} | {name} | `{student_of[name].name}` | {ctrl or '—'} | {_ms([r.test['mAP50'] for r in rs])} | "

@@ -113,19 +113,8 @@ def image_hashes(dataset: Any) -> list[str | None]:
     Stored in the manifest (``image_blake2b``) so that an image whose mtime changed with the same bytes (a copy
     without ``-p``, a re-extracted archive, ``git checkout``) does not force a rebuild; see
     :func:`accept_touched_images`."""
-    out: list[str | None] = []
-    for i in range(len(dataset.records)):
-        path = Path(dataset.image_path(i)) if hasattr(dataset, "image_path") else None
-        out.append(_blake2b_file(path) if path is not None and path.is_file() else None)
-    return out
-
-
-def _blake2b_file(path: Path) -> str:
-    digest = hashlib.blake2b()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    paths = [Path(dataset.image_path(i)) for i in range(len(dataset.records))]
+    return [file_record(path)["blake2b"] if path.is_file() else None for path in paths]
 
 
 def accept_touched_images(manifest: dict[str, Any], expected: dict[str, Any], dataset: Any) -> int:
@@ -142,7 +131,7 @@ def accept_touched_images(manifest: dict[str, Any], expected: dict[str, Any], da
     touched = 0
     for i, (a, b) in enumerate(zip(built, wanted)):
         if len(a) == len(b) == 6 and list(a[:5]) == list(b[:5]) and a[5] != b[5] and hashes[i]:
-            if _blake2b_file(Path(dataset.image_path(i))) != hashes[i]:
+            if file_record(dataset.image_path(i))["blake2b"] != hashes[i]:
                 return touched  # other bytes: leave the difference for the identity check to name
             b[5] = a[5]
             touched += 1
