@@ -354,10 +354,10 @@ def run_study(arms: Sequence[Arm], seeds: int | Iterable[int], out: str | Path, 
 
     teacher_arms = [job for job in todo if job.distill]
     pending = [job for job in todo if job.fresh or not RunFolder(job.cfg.train.out_dir).is_done(job.cfg.train.max_steps)]
-    cached = [job for job in pending if job.distill and job.cfg.distill.teacher_cache]
-    if cached:
-        from .engine import run as engine_run
+    from .engine import run as engine_run
 
+    cached = [job for job in pending if job.distill and engine_run.teacher_cache_folder(job.cfg)]
+    if cached:
         # Built once, with a progress bar, before any run; every distilled run then reads it.
         probe = copy.deepcopy(cached[0].cfg)
         probe.train.progress = progress

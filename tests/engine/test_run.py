@@ -172,3 +172,17 @@ def test_cache_teacher_leaves_its_callers_config_unchanged(tmp_path, teacher_fil
     cache = cache_teacher(cfg, tmp_path / "cache", log=lambda m: None)
     assert len(cache) == 2 * 2  # two images, with and without the flip
     assert cfg == before and cfg.data.val_split == "val" and cfg.data.test_split == "test"
+
+
+def test_one_function_decides_where_a_runs_teacher_cache_lives(tmp_path):
+    from detdistill.engine.run import teacher_cache_folder
+
+    notes = []
+    cfg = load_config(None, ["data.hflip_prob=0.5"])
+    assert teacher_cache_folder(cfg) is None  # nothing asked for: the teacher runs live
+    assert teacher_cache_folder(cfg, tmp_path / "shared") == str(tmp_path / "shared")
+    cfg.distill.teacher_cache = str(tmp_path / "mine")
+    assert teacher_cache_folder(cfg, tmp_path / "shared") == str(tmp_path / "mine")  # the config's own wins
+    jitter = load_config(None, ["data.scale_jitter=[80, 112]"])
+    assert teacher_cache_folder(jitter, tmp_path / "shared", log=notes.append) is None
+    assert len(notes) == 1 and "data.scale_jitter" in notes[0] and "live" in notes[0]

@@ -415,6 +415,27 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     return score
 
 
+def teacher_cache_folder(cfg: ExperimentConfig, shared: str | Path | None = None, log: Log = print) -> str | None:
+    """Where the teacher cache of a run of ``cfg`` lives (None: the teacher runs live); the one place that decides.
+
+    ``distill.teacher_cache`` when set. Otherwise ``shared``, a folder a caller running many distillations of one
+    teacher on one training set offers (a search's, a study's), when the augmentation can be enumerated (else a
+    note says why each run runs its teacher live); without ``shared``, None.
+    """
+    if cfg.distill.teacher_cache:
+        return cfg.distill.teacher_cache
+    if shared is None:
+        return None
+    from ..distill.teacher_cache import TeacherCacheError, flip_states
+
+    try:
+        flip_states(augmentation(cfg).config)
+    except TeacherCacheError as exc:
+        log(f"no teacher cache ({exc}); each run runs the teacher live")
+        return None
+    return str(shared)
+
+
 def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: DetectionDataset, augment: Any,
                        teacher_sha256: str, previous_metadata: dict[str, Any] | None = None, log: Log = print,
                        dist: DistContext | None = None) -> TeacherCache:
@@ -429,7 +450,7 @@ def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: Detec
 
     device = dist.device if dist is not None else torch.device("cpu")
     teacher.to(device)
-    cache = open_or_build(cfg.distill.teacher_cache, teacher, cfg.teacher, dataset, augment,
+    cache = open_or_build(teacher_cache_folder(cfg), teacher, cfg.teacher, dataset, augment,
                           cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
                           batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
                           device=device)
@@ -496,11 +517,12 @@ class DistillRun(TrainRun):
             plan = s.distiller.plan
             self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
                 n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
-        if self.cfg.distill.teacher_cache:
+        folder = teacher_cache_folder(self.cfg)
+        if folder:
             s.distiller.teacher_cache = open_teacher_cache(
                 self.cfg, s.teacher, self.train_set, augmentation(self.cfg).config, s.teacher_sha256,
                 self.previous_metadata, log=self.log, dist=self.dist)
-            self.run_info["teacher_cache"] = {"dir": str(self.cfg.distill.teacher_cache),
+            self.run_info["teacher_cache"] = {"dir": str(folder),
                                               "manifest_sha256": s.distiller.teacher_cache.sha256}
         elif self.previous_metadata.get("teacher_cache"):
             self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
@@ -560,7 +582,7 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
 
     if not cfg.teacher:
         raise TeacherCacheError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
-    folder = out or cfg.distill.teacher_cache
+    folder = out or teacher_cache_folder(cfg)
     if not folder:
         raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
     cfg = copy.deepcopy(cfg)
