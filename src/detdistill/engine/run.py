@@ -45,6 +45,12 @@ class Datasets:
     test: DetectionDataset | None
 
 
+DatasetFactory = Callable[[ExperimentConfig], Datasets]
+"""What opens a run's datasets from its config (default :func:`open_datasets`). A caller whose data the config
+cannot name (a seeded hold-out of the training split, a labelled subset) gives its own; one the study runner
+hands to spawned processes must pickle (a module-level function or a ``functools.partial`` of one)."""
+
+
 def open_datasets(cfg: ExperimentConfig) -> Datasets:
     from ..data.open import open_dataset
 
@@ -267,9 +273,10 @@ class TrainRun:
     progress_label = "train"
 
     def __init__(self, cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, log: Log = print,
-                 dist: DistContext | None = None) -> None:
+                 dist: DistContext | None = None, datasets: DatasetFactory | None = None) -> None:
         validate_config(cfg)
         self.cfg, self.resume, self.overwrite = cfg, resume, overwrite
+        self.dataset_factory: DatasetFactory = datasets or open_datasets
         self.dist = dist or init_distributed(cfg.train.device)
         self.log = log if self.dist.is_main else _quiet  # the other torchrun ranks would repeat every line
         self.folder = RunFolder(cfg.train.out_dir)
@@ -285,7 +292,7 @@ class TrainRun:
         self.previous_metadata = prepare_run_folder(self.cfg, self.resume, self.overwrite, self.log)
 
     def build_datasets(self) -> Datasets:
-        self.data = open_datasets(self.cfg)
+        self.data = self.dataset_factory(self.cfg)
         open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
         self.train_set = self.data.train
         return self.data
@@ -483,7 +490,7 @@ class DistillRun(TrainRun):
     def setup(self) -> DistillSetup:
         """Datasets, the teacher (read once), the paired student and the Distiller; built on first use."""
         if self._setup is None:
-            self._setup = prepare_distillation(self.cfg, data=self.data, log=self.log)
+            self._setup = prepare_distillation(self.cfg, data=self.data or self.dataset_factory(self.cfg), log=self.log)
             self.data = self._setup.data
             self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
         return self._setup
@@ -550,23 +557,27 @@ class DistillRun(TrainRun):
 
 # ------------------------------------------------------------------------------------ one-call forms
 def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                   dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+                   dist: DistContext | None = None, overwrite: bool = False,
+                   datasets: DatasetFactory | None = None) -> RunSummary:
     """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
 
     ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
-    ``resume``. The same as ``TrainRun(cfg, ...).run()``.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory` (default: the config's splits). The same as
+    ``TrainRun(cfg, ...).run()``.
     """
-    return TrainRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+    return TrainRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist, datasets=datasets).run()
 
 
 def distill_student(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                    dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+                    dist: DistContext | None = None, overwrite: bool = False,
+                    datasets: DatasetFactory | None = None) -> RunSummary:
     """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``; the same as ``DistillRun(cfg, ...).run()``.
 
     ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
-    ``resume``. The pairing report without training: :func:`dry_run_report`.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory`. The pairing report without training:
+    :func:`dry_run_report`.
     """
-    return DistillRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+    return DistillRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist, datasets=datasets).run()
 
 
 def dry_run_report(cfg: ExperimentConfig, log: Log = print) -> str:
@@ -574,8 +585,10 @@ def dry_run_report(cfg: ExperimentConfig, log: Log = print) -> str:
     return DistillRun(cfg, log=log).dry_run_report()
 
 
-def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print) -> TeacherCache:
-    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split.
+def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print,
+                  datasets: DatasetFactory | None = None) -> TeacherCache:
+    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split
+    (or the training set of ``datasets``, the runs' :data:`DatasetFactory`).
 
     ``cfg`` is not changed (the cache covers the training split only, so a copy drops the others)."""
     from ..distill.teacher_cache import MANIFEST, TeacherCacheError, open_or_build
@@ -587,7 +600,7 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
         raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
     cfg = copy.deepcopy(cfg)
     cfg.data.val_split = cfg.data.test_split = None
-    data = open_datasets(cfg)
+    data = (datasets or open_datasets)(cfg)
     train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
