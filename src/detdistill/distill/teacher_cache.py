@@ -545,7 +545,7 @@ class TeacherCache:
 
     def teacher_outputs(self, image_list: Any, targets: list[dict[str, Tensor]], need_rpn: bool):  # noqa: ANN201
         """The teacher's levels (and RPN outputs when ``need_rpn``) of a batch, pasted into its canvas."""
-        from .distiller import TeacherOutputs
+        from .teacher import TeacherOutputs
 
         device = image_list.tensors.device
         read = [self.entry(int(t["image_id"]), bool(t["hflipped"]) if "hflipped" in t else False) for t in targets]
@@ -576,25 +576,24 @@ class TeacherCache:
 
 def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path: str | Path, dataset: Any,
                   augment: Any, dtype: str = "float16", *, teacher_sha256: str | None = None, batch_size: int = 4,
-                  progress: bool = True, log: Callable[[str], None] = print, dist: Any = None,
-                  device: str | torch.device = "cpu") -> TeacherCache:
+                  progress: bool = True, log: Callable[[str], None] = print, is_main: bool = True,
+                  barrier: Callable[[], None] | None = None, device: str | torch.device = "cpu") -> TeacherCache:
     """The cache in ``cache_dir`` checked against this run, built first when the folder has none.
 
-    Under DDP rank 0 builds while the others wait; then every rank opens the same files.
+    Under DDP the main process builds (``is_main``) while the others wait in ``barrier``, the caller's
+    synchronisation of its ranks (this module knows nothing of process groups); then every rank opens the
+    same files.
     """
     sha = teacher_sha256 or file_sha256(teacher_path)
     expected = cache_identity(teacher, sha, dataset, augment, dtype)
     path = Path(cache_dir)
-    is_main = dist is None or dist.is_main
     if not (path / MANIFEST).is_file() and is_main:
         log(f"teacher cache: building {path} ({len(dataset)} images x {len(expected['augmentation']['hflip_states'])}"
             f" flip states, {dtype})")
         build_teacher_cache(teacher, dataset, path, teacher_sha256=sha, augment=augment, dtype=dtype,
                             batch_size=batch_size, progress=progress, device=device, teacher_path=teacher_path)
-    if dist is not None and dist.distributed:
-        from ..engine.distributed import barrier
-
-        barrier(dist)
+    if barrier is not None:
+        barrier()
     if (path / MANIFEST).is_file():
         touched = accept_touched_images(read_manifest(path), expected, dataset)
         if touched:
