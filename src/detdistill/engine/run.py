@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,7 +25,7 @@ from ..data.transforms import AugmentConfig, DetectionAugment
 from ..data.validate import check_training_classes
 from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
-from .distributed import DistContext, init_distributed
+from .distributed import DistContext, barrier, init_distributed
 from .folder import RunFolder
 from .trainer import RunSummary, Trainer
 
@@ -258,19 +258,31 @@ def _finish(summary: RunSummary, model: nn.Module, test: DetectionDataset | None
 
 
 class TrainRun:
-    """One training run of ``cfg``: :meth:`build_datasets`, :meth:`build_model`, :meth:`build_trainer`,
-    :meth:`fit`, :meth:`test`; :meth:`run` does them in order and returns the :class:`RunSummary`.
+    """One training run of ``cfg``, in steps named for what they do: :meth:`prepare_folder`, :meth:`open_data`,
+    :meth:`load_and_check_teacher` (a distillation's), :meth:`build_module`, :meth:`build_trainer`, :meth:`fit`,
+    :meth:`test`; :meth:`run` does them in order and returns the :class:`RunSummary`.
 
     ``overwrite=False`` (the CLI's default too) refuses a run folder that already holds files unless
-    ``resume``. Subclasses change what is trained (:class:`DistillRun`) by overriding the ``build_*`` steps.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory` (default: :func:`open_datasets`, the config's
+    splits). Subclasses change what is trained (:class:`DistillRun`) by overriding the steps.
 
     Example::
 
-        summary = TrainRun(load_config("configs/cpu_teacher.yaml")).run()
+        summary = TrainRun(load_config("configs/bccd_teacher.yaml")).run()
     """
 
     kind = "train"
     progress_label = "train"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The steps were renamed; an override of an old name would never be called, so the run would silently
+        # do the default instead. Refuse it where the subclass is written.
+        old = {"build_datasets": "pass datasets=<a DatasetFactory>, or override open_data",
+               "build_model": "override build_module", "setup": "override load_and_check_teacher"}
+        for name, instead in old.items():
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__qualname__}.{name}: the run step is gone; {instead}")
 
     def __init__(self, cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, log: Log = print,
                  dist: DistContext | None = None, datasets: DatasetFactory | None = None) -> None:
@@ -291,13 +303,17 @@ class TrainRun:
     def prepare_folder(self) -> None:
         self.previous_metadata = prepare_run_folder(self.cfg, self.resume, self.overwrite, self.log)
 
-    def build_datasets(self) -> Datasets:
+    def open_data(self) -> Datasets:
+        """The run's datasets (its factory's) and the training set the Trainer reads."""
         self.data = self.dataset_factory(self.cfg)
         open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
         self.train_set = self.data.train
         return self.data
 
-    def build_model(self) -> nn.Module:
+    def load_and_check_teacher(self) -> None:
+        """A distillation's teacher (:class:`DistillRun`); a plain training run has none."""
+
+    def build_module(self) -> nn.Module:
         """The module the Trainer trains (here the detector itself)."""
         assert self.data is not None
         return build_model(self.cfg, self.data.train.num_classes)
@@ -313,7 +329,7 @@ class TrainRun:
     def build_trainer(self, module: nn.Module) -> Trainer:
         from ..models import checkpoint_payload
 
-        assert self.data is not None and self.train_set is not None  # both set by build_datasets
+        assert self.data is not None and self.train_set is not None  # both set by open_data
         data, meta = self.data, self.metadata()
         return Trainer(
             module, self.train_set, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
@@ -340,10 +356,12 @@ class TrainRun:
         return _finish(summary, model, self.data.test, self.log, self.dist, extra_models=models)
 
     def run(self) -> RunSummary:
-        """Check the folder, build, fit, test; ``summary.json`` (the run's done marker) is written once, last."""
+        """Check the folder, open the data, load and check the teacher, build, fit, test; ``summary.json`` (the
+        run's done marker) is written once, last."""
         self.prepare_folder()
-        self.build_datasets()
-        module = self.build_model()
+        self.open_data()
+        self.load_and_check_teacher()
+        module = self.build_module()
         trainer = self.build_trainer(module)
         if self.dist.is_main:
             self.write_records()
@@ -366,41 +384,6 @@ def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in kwargs.items() if k in PAIRING_KWARGS}
 
 
-@dataclass
-class DistillSetup:
-    """What a distillation needs before step 1, every pairing check passed: the teacher (read once), the
-    student built to pair with it, and the Distiller joining the two."""
-
-    data: Datasets
-    teacher: nn.Module
-    teacher_checkpoint: dict[str, Any]
-    teacher_sha256: str
-    student: nn.Module
-    distiller: Any  # a distill.Distiller (imported where it is used: the distill package is optional here)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def adapter_params(self) -> int:
-        """Parameters of the adaptation layers (trained with the student, not exported)."""
-        return sum(p.numel() for p in self.distiller.adapters.parameters())
-
-
-def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
-    """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
-    from ..distill.distiller import Distiller
-
-    if not cfg.teacher:
-        raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
-    data = data or open_datasets(cfg)
-    teacher, ckpt = load_teacher(cfg.teacher)
-    if list(ckpt["class_names"]) != list(data.train.class_names):
-        raise PairingError(f"{cfg.teacher}: the teacher's classes {ckpt['class_names']} differ from the dataset's "
-                           f"{data.train.class_names}")
-    student = build_model(cfg, data.train.num_classes, inherit=teacher_pairing_kwargs(ckpt))
-    distiller = Distiller(teacher, student, cfg.distill)
-    return DistillSetup(data, teacher, ckpt, file_sha256(cfg.teacher), student, distiller)
-
-
 def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDataset | None, log: Log) -> float | None:
     """Score the teacher on validation images; refuse one below ``distill.teacher_min_map``."""
     if val is None:
@@ -420,6 +403,13 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
                           f"distill.teacher_min_map={floor}; a weak teacher teaches its mistakes. Train it longer, "
                           "or go on with --allow-weak-teacher")
     return score
+
+
+def rank_barrier(dist: DistContext | None) -> Callable[[], None] | None:
+    """What waits for every rank of a distributed run (None outside one): handed to code below the engine."""
+    if dist is None or not dist.distributed:
+        return None
+    return lambda: barrier(dist)
 
 
 def teacher_cache_folder(cfg: ExperimentConfig, shared: str | Path | None = None, log: Log = print) -> str | None:
@@ -459,8 +449,8 @@ def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: Detec
     teacher.to(device)
     cache = open_or_build(teacher_cache_folder(cfg), teacher, cfg.teacher, dataset, augment,
                           cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
-                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
-                          device=device)
+                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log,
+                          is_main=dist is None or dist.is_main, barrier=rank_barrier(dist), device=device)
     before = (previous_metadata or {}).get("teacher_cache", {}).get("manifest_sha256")
     if previous_metadata and before is None:
         log("teacher cache: the run being resumed ran its teacher live; from here on it reads the cache")
@@ -474,10 +464,12 @@ def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: Detec
 class DistillRun(TrainRun):
     """A :class:`TrainRun` that trains a :class:`~detdistill.distill.Distiller` (student + frozen teacher).
 
-    The teacher file is read once (:meth:`setup`), its classes and pairing checked, its validation score
-    checked against ``distill.teacher_min_map``, its SHA-256 recorded (and compared on resume). The teacher is
-    scored on the test split beside the student. :meth:`dry_run_report` returns the pairing report and the
-    term plan without touching the run folder.
+    :meth:`load_and_check_teacher` reads the teacher file once, checks its classes against the data, its
+    SHA-256 against a resumed run's, its validation score against ``distill.teacher_min_map``, and opens the
+    teacher cache when the run has one (:func:`teacher_cache_folder`): the Distiller's
+    :class:`~detdistill.distill.teacher.TeacherSource`. :meth:`build_module` builds the student to pair with
+    the teacher and the Distiller joining them. The teacher is scored on the test split beside the student.
+    :meth:`dry_run_report` returns the pairing report and the term plan without touching the run folder.
     """
 
     kind = "distill"
@@ -485,74 +477,100 @@ class DistillRun(TrainRun):
 
     def __init__(self, cfg: ExperimentConfig, **kwargs: Any) -> None:
         super().__init__(cfg, **kwargs)
-        self._setup: DistillSetup | None = None
+        self.teacher: nn.Module | None = None
+        self.teacher_checkpoint: dict[str, Any] = {}
+        self.teacher_sha256 = ""
+        self.teacher_val_score: float | None = None
+        self.teacher_source: Any = None  # None: the live teacher; else the TeacherCache
+        self.distiller: Any = None  # a distill.Distiller (imported where it is used)
 
-    def setup(self) -> DistillSetup:
-        """Datasets, the teacher (read once), the paired student and the Distiller; built on first use."""
-        if self._setup is None:
-            self._setup = prepare_distillation(self.cfg, data=self.data or self.dataset_factory(self.cfg), log=self.log)
-            self.data = self._setup.data
-            self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
-        return self._setup
+    @property
+    def adapter_params(self) -> int:
+        """Parameters of the adaptation layers (trained with the student, not exported)."""
+        return sum(p.numel() for p in self.distiller.adapters.parameters())
+
+    def open_data(self) -> Datasets:
+        """The datasets, and the training set mixed with ``data.unlabeled`` when set."""
+        self.data = self.dataset_factory(self.cfg)
+        self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
+        return self.data
+
+    def load_and_check_teacher(self, check: bool = True) -> None:
+        """Read the teacher (once) and check its classes; with ``check`` (not in a dry run) also its file
+        against a resumed run's, its validation score, and open its cache."""
+        cfg = self.cfg
+        assert self.data is not None and self.train_set is not None  # set by open_data
+        if not cfg.teacher:
+            raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+        self.teacher, self.teacher_checkpoint = load_teacher(cfg.teacher)
+        names = self.teacher_checkpoint["class_names"]
+        if list(names) != list(self.data.train.class_names):
+            raise PairingError(f"{cfg.teacher}: the teacher's classes {names} differ from the dataset's "
+                               f"{self.data.train.class_names}")
+        self.teacher_sha256 = file_sha256(cfg.teacher)
+        if not check:
+            return
+        previous = self.previous_metadata.get("teacher", {}).get("sha256")
+        if previous and previous != self.teacher_sha256:
+            raise CheckpointError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 "
+                                  f"{self.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two "
+                                  "teachers. Start a new run folder")
+        self.teacher_val_score = check_teacher(self.teacher, cfg, self.data.val, self.log)
+        self.run_info = {"teacher_val_mAP50": self.teacher_val_score}
+        folder = teacher_cache_folder(cfg)
+        if folder:
+            self.teacher_source = open_teacher_cache(cfg, self.teacher, self.train_set, augmentation(cfg).config,
+                                                     self.teacher_sha256, self.previous_metadata, log=self.log,
+                                                     dist=self.dist)
+            self.run_info["teacher_cache"] = {"dir": str(folder), "manifest_sha256": self.teacher_source.sha256}
+        elif self.previous_metadata.get("teacher_cache"):
+            self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
+
+    def build_module(self) -> nn.Module:
+        """The student, built to pair with the teacher, and the Distiller joining the two."""
+        from ..distill.distiller import Distiller
+
+        assert self.data is not None and self.teacher is not None  # set by open_data, load_and_check_teacher
+        student = build_model(self.cfg, self.data.train.num_classes,
+                              inherit=teacher_pairing_kwargs(self.teacher_checkpoint))
+        self.distiller = Distiller(self.teacher, student, self.cfg.distill, teacher_source=self.teacher_source)
+        if self.unlabeled_info is not None:
+            plan = self.distiller.plan
+            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
+                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
+        return self.distiller
 
     def dry_run_report(self) -> str:
         """The pairing report, the term plan and the adaptation layers' size; nothing is written."""
         from ..models import describe_pairing
 
-        s = self.setup()
-        size = (int(s.student.transform.min_size[-1]),) * 2
-        report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
+        self.open_data()
+        self.load_and_check_teacher(check=False)
+        distiller = self.build_module()
+        size = (int(distiller.student.transform.min_size[-1]),) * 2
+        report = f"{describe_pairing(self.teacher, distiller.student, size)}\n{distiller.plan}"
         if self.unlabeled_info is not None:
-            report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
-                                                                        self.unlabeled_info["pseudo_label_score"]))
-        return report + f"\nadaptation parameters: {s.adapter_params} (trained with the student, not exported)"
-
-    def build_datasets(self) -> Datasets:
-        return self.setup().data
-
-    def build_model(self) -> nn.Module:
-        s = self.setup()
-        previous = self.previous_metadata.get("teacher", {}).get("sha256")
-        if previous and previous != s.teacher_sha256:
-            raise CheckpointError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
-                                  f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
-                                  "Start a new run folder")
-        score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)
-        s.extra["teacher_val_mAP50"] = score
-        self.run_info = {"teacher_val_mAP50": score}
-        if self.unlabeled_info is not None:
-            plan = s.distiller.plan
-            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
-                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
-        folder = teacher_cache_folder(self.cfg)
-        if folder:
-            s.distiller.teacher_cache = open_teacher_cache(
-                self.cfg, s.teacher, self.train_set, augmentation(self.cfg).config, s.teacher_sha256,
-                self.previous_metadata, log=self.log, dist=self.dist)
-            self.run_info["teacher_cache"] = {"dir": str(folder),
-                                              "manifest_sha256": s.distiller.teacher_cache.sha256}
-        elif self.previous_metadata.get("teacher_cache"):
-            self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
-        return s.distiller
+            report += "\n" + "\n".join(distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
+                                                                      self.unlabeled_info["pseudo_label_score"]))
+        return report + f"\nadaptation parameters: {self.adapter_params} (trained with the student, not exported)"
 
     def exported(self, module: nn.Module) -> nn.Module:
         return module.student
 
     def metadata(self) -> dict[str, Any]:
-        s = self.setup()
         return {**super().metadata(),
-                "teacher": {"path": str(self.cfg.teacher), "sha256": s.teacher_sha256,
-                            "val_mAP50": s.extra.get("teacher_val_mAP50"),
-                            "model_spec": s.teacher_checkpoint["model_spec"]},
+                "teacher": {"path": str(self.cfg.teacher), "sha256": self.teacher_sha256,
+                            "val_mAP50": self.teacher_val_score,
+                            "model_spec": self.teacher_checkpoint["model_spec"]},
                 "distill": dataclasses.asdict(self.cfg.distill)}
 
     def write_records(self) -> None:
         super().write_records()
-        s = self.setup()
-        atomic_write_text(f"{s.distiller.plan}\nadaptation parameters: {s.adapter_params}\n", self.folder.plan)
+        atomic_write_text(f"{self.distiller.plan}\nadaptation parameters: {self.adapter_params}\n", self.folder.plan)
 
     def test_models(self, module: nn.Module) -> dict[str, nn.Module]:
-        return {"model": module.student, "teacher": self.setup().teacher}
+        assert self.teacher is not None
+        return {"model": module.student, "teacher": self.teacher}
 
 
 # ------------------------------------------------------------------------------------ one-call forms
