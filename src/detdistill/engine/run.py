@@ -129,6 +129,10 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
     from ..models import build_detector, load_detector
 
     m = cfg.model
+    # Initial weights (and what is built right after: a Distiller's adaptation layers) follow train.seed alone,
+    # not whatever consumed the RNG before (datasets, a teacher check, earlier cells of an ablation): a baseline
+    # and a distilled student with one seed start equal, and two identical commands agree from step 1.
+    seed_everything(cfg.train.seed)
     if _is_checkpoint(m.name):
         model = load_detector(m.name)
         got = model.roi_heads.box_predictor.cls_score.out_features
@@ -137,9 +141,6 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
                               f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
-    # Initial weights follow train.seed alone, not whatever consumed the RNG before (datasets, a teacher
-    # check, earlier cells of an ablation): a baseline and a distilled student with one seed start equal.
-    seed_everything(cfg.train.seed)
     return build_detector(m.name, num_classes, weights=m.weights, backbone_weights=m.backbone_weights, **overrides)
 
 
