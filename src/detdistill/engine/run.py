@@ -492,6 +492,8 @@ class DistillRun(TrainRun):
 
     def open_data(self) -> Datasets:
         """The datasets, and the training set mixed with ``data.unlabeled`` when set."""
+        if not self.cfg.teacher:  # before any data is read: the likelier mistake, and the cheaper check
+            raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
         self.data = self.dataset_factory(self.cfg)
         self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
         return self.data
@@ -500,9 +502,7 @@ class DistillRun(TrainRun):
         """Read the teacher (once) and check its classes; with ``check`` (not in a dry run) also its file
         against a resumed run's, its validation score, and open its cache."""
         cfg = self.cfg
-        assert self.data is not None and self.train_set is not None  # set by open_data
-        if not cfg.teacher:
-            raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+        assert self.data is not None and self.train_set is not None and cfg.teacher  # set by open_data
         self.teacher, self.teacher_checkpoint = load_teacher(cfg.teacher)
         names = self.teacher_checkpoint["class_names"]
         if list(names) != list(self.data.train.class_names):
