@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
+from .errors import UsageError  # a DetDistillError; still importable from here, where it was first defined
 
 DESCRIPTION = ("Knowledge distillation for Faster R-CNN detectors (Chen et al., NIPS 2017) on torchvision: "
                "train a teacher, distil a smaller student, evaluate, predict, export. "
                "Run `detdistill demo --quick` for a 3-minute tour; `detdistill COMMAND --help` for each command.")
-
-
-class UsageError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -662,13 +659,12 @@ def one_line(exc: BaseException) -> str:
 
 def _user_error(exc: BaseException) -> bool:
     """A problem the user can fix (printed as one line) rather than a bug (which keeps its traceback)."""
-    from .engine.trainer import NonFiniteLossError
     from .errors import DetDistillError
 
-    # Bad input of this package derives from DetDistillError; the OS's file errors name the path; a diverged
-    # run names its step. A bare ValueError or KeyError is a bug here, wherever it was raised.
-    return isinstance(exc, (UsageError, DetDistillError, NonFiniteLossError, FileNotFoundError, NotADirectoryError,
-                            IsADirectoryError, FileExistsError, PermissionError))
+    # Bad input of this package (a command line's included) and a diverged run derive from DetDistillError; the
+    # OS's file errors name the path. A bare ValueError or KeyError is a bug here, wherever it was raised.
+    return isinstance(exc, (DetDistillError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                            FileExistsError, PermissionError))
 
 
 REPORT_BUG = ("detdistill: this is a bug, not a problem with your input; please report it with the command line "
