@@ -160,7 +160,7 @@ class FeaturePairing:
             for init in inits:
                 try:
                     adapter = make_adaptation(sc, tc, "conv", config.adaptation, init)
-                except ValueError as exc:
+                except PairingError as exc:  # which pair: the message names the channels, not the levels
                     raise PairingError(f"level {s_key!r} -> {t_key!r}: {exc}") from exc
                 prefix = "" if init == config.adapter_init else f"{init}_"
                 adapters[prefix + s_key] = adapter
