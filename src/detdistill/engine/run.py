@@ -83,7 +83,7 @@ def open_datasets(cfg: ExperimentConfig) -> Datasets:
                     opened("data.test_split", d.test_split, d.num_eval_images))
 
 
-def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
+def open_unlabelled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
                            distill: bool = True) -> tuple[DetectionDataset, dict[str, Any] | None]:
     """The training set of a run: ``data.train``, mixed with the images of ``data.unlabeled`` when set.
 
@@ -104,18 +104,18 @@ def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = pri
     kwargs: dict[str, Any] = {}
     if source.startswith("synthetic"):
         kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
-    unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
-                               **kwargs)
-    refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
+    unlabelled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
+                                **kwargs)
+    refuse_overlap(unlabelled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
     ratio = d.unlabeled_ratio
     per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
-    info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
+    info = {"source": str(spec), "images": len(unlabelled), "skipped": unlabelled.skips.to_dict()["counts"],
             "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
             "pseudo_label_score": cfg.distill.pseudo_label_score}
-    log(f"unlabelled images: {len(unlabeled)} from {spec}"
-        + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
+    log(f"unlabelled images: {len(unlabelled)} from {spec}"
+        + (f" ({unlabelled.skips.total} unreadable files left out)" if unlabelled.skips else "")
         + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
-    return mix_datasets(data.train, unlabeled, ratio), info
+    return mix_datasets(data.train, unlabelled, ratio), info
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -297,7 +297,7 @@ class TrainRun:
         self.data: Datasets | None = None
         self.train_set: DetectionDataset | None = None
         """What the Trainer reads: ``data.train``, or it mixed with ``data.unlabeled`` (a distillation)."""
-        self.unlabeled_info: dict[str, Any] | None = None
+        self.unlabelled_info: dict[str, Any] | None = None
         self.run_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------ the steps
@@ -307,7 +307,7 @@ class TrainRun:
     def open_data(self) -> Datasets:
         """The run's datasets (its factory's) and the training set the Trainer reads."""
         self.data = self.dataset_factory(self.cfg)
-        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
+        open_unlabelled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
         self.train_set = self.data.train
         return self.data
 
@@ -495,7 +495,7 @@ class DistillRun(TrainRun):
         if not self.cfg.teacher:  # before any data is read: the likelier mistake, and the cheaper check
             raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
         self.data = self.dataset_factory(self.cfg)
-        self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
+        self.train_set, self.unlabelled_info = open_unlabelled_for_run(self.cfg, self.data, self.log)
         return self.data
 
     def load_and_check_teacher(self, check: bool = True) -> None:
@@ -535,9 +535,9 @@ class DistillRun(TrainRun):
         student = build_model(self.cfg, self.data.train.num_classes,
                               inherit=teacher_pairing_kwargs(self.teacher_checkpoint))
         self.distiller = Distiller(self.teacher, student, self.cfg.distill, teacher_source=self.teacher_source)
-        if self.unlabeled_info is not None:
+        if self.unlabelled_info is not None:
             plan = self.distiller.plan
-            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
+            self.run_info["unlabeled"] = {**self.unlabelled_info, "terms": [
                 n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
         return self.distiller
 
@@ -550,9 +550,9 @@ class DistillRun(TrainRun):
         distiller = self.build_module()
         size = (int(distiller.student.transform.min_size[-1]),) * 2
         report = f"{describe_pairing(self.teacher, distiller.student, size)}\n{distiller.plan}"
-        if self.unlabeled_info is not None:
-            report += "\n" + "\n".join(distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
-                                                                      self.unlabeled_info["pseudo_label_score"]))
+        if self.unlabelled_info is not None:
+            report += "\n" + "\n".join(distiller.plan.unlabelled_lines(self.unlabelled_info["images"],
+                                                                      self.unlabelled_info["pseudo_label_score"]))
         return report + f"\nadaptation parameters: {self.adapter_params} (trained with the student, not exported)"
 
     def exported(self, module: nn.Module) -> nn.Module:
@@ -620,7 +620,7 @@ def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log
     cfg = copy.deepcopy(cfg)
     cfg.data.val_split = cfg.data.test_split = None
     data = (datasets or open_datasets)(cfg)
-    train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
+    train_set, _ = open_unlabelled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
     cache = open_or_build(folder, teacher, cfg.teacher, train_set, augmentation(cfg).config,
