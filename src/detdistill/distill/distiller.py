@@ -33,9 +33,10 @@ Unlabelled images (``data.unlabeled``; a target with ``labelled = False``) join 
   images, with the same samples, RNG use and normalisers as on a batch of those images alone;
 * terms registered with ``needs_labels`` (bounded regression, GT-box imitation) see only the labelled images;
 * every other term sees all images: the feature terms (masks of ``hint_fgfi``/``fgd`` from the teacher's
-  detections above :data:`~detdistill.distill.unlabelled.TEACHER_BOX_SCORE` on unlabelled images), the RPN soft term on anchors the
-  teacher's objectness samples (its positives first, the rest random background), and the RCN terms on the
-  student's top proposals (no ground truth added; DKD's target class is the teacher's);
+  detections above :data:`~detdistill.distill.unlabelled.TEACHER_BOX_SCORE` on unlabelled images), the RPN
+  soft term on anchors the teacher's objectness samples (its positives first, the rest random background),
+  and the RCN terms on the student's top proposals (no ground truth added; DKD's target class is the
+  teacher's);
 * with ``distill.pseudo_label_score`` the teacher's detections above it become the image's hard targets,
   and the supervised losses run on it like on a labelled image.
 

@@ -18,10 +18,6 @@ from .losses import classification_distillation_loss, regression_distillation_lo
 from .pairing import HintPair
 from .terms import TermContext, TermSpec, active_terms, list_terms, resolve_recipe
 
-SUPERVISED_KEYS = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
-"""torchvision's four losses, in the order it returns them; the paper's terms join them."""
-
-
 @dataclass
 class DistillPlan:
     """What the Distiller will do: recipe, active terms with their weights, hint pairs, adapters (the dry-run)."""
