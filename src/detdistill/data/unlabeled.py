@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..utils import file_sha256
-from .base import DatasetError, DetectionDataset, ImageRecord, Target, open_image
+from .base import DatasetError, DetectionDataset, ImageRecord, Target, exif_orientation, open_image
 from .validate import SkipReport
 from .voc import IMAGE_EXTENSIONS
 
@@ -38,7 +38,6 @@ LABELLED_KEY = "labelled"
 """Target key of the labelled flag (a bool tensor); a target without it counts as labelled."""
 
 _SYNTHETIC_PRESETS = ("easy", "default", "hard")
-_EXIF_ORIENTATION = 0x0112
 
 
 def is_labelled(target: Target) -> bool:
@@ -80,7 +79,7 @@ def _decoded_size(path: Path) -> tuple[int, int]:
     try:
         with open_image(path) as img:
             width, height = img.size
-            if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # transposed: load_rgb_image swaps w/h
+            if exif_orientation(img, path) in (5, 6, 7, 8):  # transposed: load_rgb_image swaps w/h
                 width, height = height, width
             if img.format == "JPEG":
                 img.draft("RGB", (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
