@@ -469,6 +469,9 @@ class DetectionDataset(Dataset):
 
     #: Image paths the pre-flight check chose to decode as far as they go (truncated files, ``repair``).
     repaired_images: frozenset[str] = frozenset()
+    #: Whether images are decoded from the files at ``image_path`` (False for generated ones): what
+    #: :mod:`detdistill.data.image_check` checks.
+    image_files: bool = True
 
     def __init__(
         self,

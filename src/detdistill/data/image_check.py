@@ -107,7 +107,7 @@ class ImageCheckReport:
 
 def checkable(dataset: DetectionDataset) -> bool:
     """Whether ``dataset``'s images are files decoded by the shared path (generated images are not)."""
-    return type(dataset).load_image is DetectionDataset.load_image and len(dataset) > 0
+    return bool(getattr(dataset, "image_files", False)) and len(dataset) > 0
 
 
 def verdict(path: Path) -> tuple[str, int, int, str]:
@@ -171,7 +171,8 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
     report = ImageCheckReport(on_bad_image)
     start = time.perf_counter()
     use_cache = cache_dir is not False
-    base_dir = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
+    base_dir = (default_cache_dir() if cache_dir is None or cache_dir is True else Path(cache_dir)) if use_cache \
+        else None
     caches: dict[Path, dict[str, list]] = {}
     dirty: set[Path] = set()
     verdicts: dict[str, tuple[str, int, int, str]] = {}  # per absolute path, so splits sharing images decode once
@@ -184,7 +185,7 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
         bar = tqdm(total=total, desc="image check", unit="img", dynamic_ncols=True, mininterval=1.0)
     for name, ds in items:
         root = Path(ds.root) if ds.root is not None else Path(ds.image_path(0)).parent
-        cache_path = cache_file_for(root, base_dir) if use_cache else None
+        cache_path = cache_file_for(root, base_dir) if base_dir is not None else None
         if cache_path is not None and cache_path not in caches:
             caches[cache_path] = _load_cache(cache_path)
         cache = caches.get(cache_path, {}) if cache_path is not None else {}

@@ -112,6 +112,9 @@ def open_dataset(
     class_names: list[str] | None = None,
     annotations_dir: str | None = None,
     images_dir: str | None = None,
+    auto_split: list[float] | None = None,
+    auto_split_seed: int = 0,
+    on_bad_image: str | None = None,
     **kwargs: Any,
 ) -> DetectionDataset:
     """Open any supported dataset; the result carries ``skips`` (a :class:`SkipReport`) and ``split``.
@@ -124,6 +127,10 @@ def open_dataset(
         class_map: KITTI type -> class name (None ignores a type).
         class_names: the label order (default: each reader's documented order).
         annotations_dir, images_dir: VOC's XML and image folders, relative to ``source`` (default: found).
+        auto_split, auto_split_seed: ``[train, val, test]`` fractions: ``split`` is then that part of a seeded,
+            stratified split of every image (:mod:`detdistill.data.split`), the same part ``train`` uses.
+        on_bad_image: ``repair``/``skip``/``error``: check every image first and apply the rule
+            (:mod:`detdistill.data.image_check`; the report is ``dataset.image_check``); None: no check.
         kwargs: ``seed``, ``num_images``, ``config`` for synthetic; ``image_root`` for COCO.
 
     Example:
@@ -135,6 +142,26 @@ def open_dataset(
         160
     """
     check_on_bad_box(on_bad_box)
+    if auto_split is not None or on_bad_image is not None:
+        if auto_split is not None:
+            from .prepare import open_auto_split
+
+            if split not in ("train", "val", "test"):
+                raise DatasetError(f"split {split!r}: with auto_split, name the part to read: train, val or test")
+            parts = open_auto_split(source, auto_split, auto_split_seed, format=format, on_bad_box=on_bad_box,
+                                    class_map=class_map, class_names=class_names, annotations_dir=annotations_dir,
+                                    images_dir=images_dir, **kwargs)
+            if split not in parts:
+                raise DatasetError(f"auto_split={auto_split} leaves the part {split!r} empty; give it a larger fraction")
+            ds = parts[split]
+        else:
+            ds = open_dataset(source, split, format, on_bad_box=on_bad_box, class_map=class_map,
+                              class_names=class_names, annotations_dir=annotations_dir, images_dir=images_dir, **kwargs)
+        if on_bad_image is not None:
+            from .image_check import check_images
+
+            ds.image_check = check_images({ds.name: ds}, on_bad_image)
+        return ds
     fmt = format or detect_format(source)
     if fmt not in FORMATS:
         raise DatasetError(f"field 'format' has value {fmt!r}; choose one of {list(FORMATS)}")
