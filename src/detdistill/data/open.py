@@ -188,10 +188,39 @@ def open_dataset(
             if fmt == "yolo" and class_names is None:  # split folders share the export's classes.txt
                 found = _yolo_names_file(path)
                 class_names = found[0] if found else None
-            return open_split_folders(path, folders, split, fmt,
-                                      lambda folder, class_names: open_folder(folder, None, class_names),
-                                      class_names)
-    return open_folder(path)
+            ds = open_split_folders(path, folders, split, fmt,
+                                    lambda folder, class_names: open_folder(folder, None, class_names), class_names)
+            inner = describe_layout(next(iter(folders.values())), fmt, annotations_dir, images_dir)
+            ds.layout = f"split folders {', '.join(f.name + '/' for f in folders.values())} each: {inner}"
+            return ds
+    ds = open_folder(path)
+    ds.layout = describe_layout(path, fmt, annotations_dir, images_dir)
+    return ds
+
+
+def describe_layout(path: Path, fmt: str, annotations_dir: str | None = None, images_dir: str | None = None) -> str:
+    """One line naming the files a dataset was read from (what ``data stats`` prints first)."""
+    def rel(p: Path) -> str:
+        return "beside it" if p == path else (str(p.relative_to(path)) + "/" if p.is_relative_to(path) else str(p))
+
+    if path.is_file():
+        return f"{fmt} file {path.name}"
+    if fmt == "voc":
+        layout = find_voc_layout(path, annotations_dir, images_dir)
+        if layout is not None:
+            where = "beside the XML" if layout.images == layout.annotations else f"in {rel(layout.images)}"
+            return f"VOC XML in {rel(layout.annotations).replace('beside it', './')}, images {where}"
+    if fmt == "csv":
+        return f"TensorFlow CSV {', '.join(f.name for f in find_csv_files(path))}"
+    if fmt == "coco":
+        files = sorted(path.glob("*.json")) + sorted((path / "annotations").glob("*.json"))
+        return f"COCO json {', '.join(rel(f.parent).replace('beside it', '') + f.name for f in files)}"
+    if fmt == "yolo":
+        from .yolo import find_data_yaml
+
+        yaml_path = find_data_yaml(path)
+        return f"YOLO {yaml_path.name}" if yaml_path is not None else "YOLO images/ + labels/"
+    return fmt
 
 
 def _open_path(path: Path, split: str | None, fmt: str, on_bad_box: str, class_map: dict | None,
