@@ -144,11 +144,13 @@ def open_image(path: Path) -> Image.Image:
         # Pillow's own guard (a warning, an error at twice its limit) is replaced by the one below, which
         # names the size and the flag; opening reads only the header.
         Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path)  # a JPEG reads its EXIF here (for the dpi): corrupt EXIF warns here too
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+    _log_image_warnings(caught, path)
     width, height = img.size
     if width * height > _max_image_pixels:
         img.close()
@@ -239,6 +241,15 @@ def truncated_images_allowed(allowed: bool = True) -> Iterator[None]:
             ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
+def _log_image_warnings(caught: list, path: str | Path) -> None:
+    """Pillow's warnings about a file's metadata (corrupt EXIF: a ``UserWarning`` with a site-packages path,
+    on every decode, naming no image) become one logged line naming the image, once per process."""
+    for w in caught:
+        if issubclass(w.category, UserWarning) and str(path) not in _exif_warned:
+            _exif_warned.add(str(path))
+            log.warning("%s: corrupt EXIF data (%s); its metadata is ignored", path, w.message)
+
+
 def exif_orientation(img: Image.Image, path: str | Path) -> int:
     """The EXIF orientation tag (1 when absent or unreadable).
 
@@ -254,10 +265,7 @@ def exif_orientation(img: Image.Image, path: str | Path) -> int:
         except (OSError, SyntaxError, ValueError, struct.error) as exc:
             caught.append(warnings.WarningMessage(str(exc), UserWarning, "", 0))
             orientation = 1
-    for w in caught:
-        if issubclass(w.category, UserWarning) and str(path) not in _exif_warned:
-            _exif_warned.add(str(path))
-            log.warning("%s: corrupt EXIF data (%s); its orientation is ignored", path, w.message)
+    _log_image_warnings(caught, path)
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 

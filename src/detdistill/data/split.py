@@ -64,7 +64,9 @@ def stratified_split(file_names: Sequence[str], classes: Sequence[Sequence[int]]
             images_of[int(c)].append(i)
     count = np.array([len(images_of[c]) for c in labels], np.float64)
     want_class = count[:, None] * f[None, :]
-    want = n * f
+    want = np.floor(n * f)  # whole-image quotas, the remainder to the largest fractional parts
+    for p in np.argsort(-(n * f - want), kind="stable")[: n - int(want.sum())]:
+        want[p] += 1
     positive = [p for p in np.argsort(-f, kind="stable") if f[p] > 0]
     part = np.full(n, -1, np.int64)
     holds = np.zeros((len(labels), 3), bool)
@@ -83,10 +85,15 @@ def stratified_split(file_names: Sequence[str], classes: Sequence[Sequence[int]]
             if todo and not holds[k, p]:
                 assign(todo.pop(0), p)
         for i in todo:
-            assign(i, max(positive, key=lambda p: (want_class[k, p], want[p], -p)))
+            assign(i, max(_open(positive, want), key=lambda p: (want_class[k, p], want[p], -p)))
     for i in sorted(np.flatnonzero(part < 0).tolist(), key=lambda i: key[i]):
         assign(i, max(positive, key=lambda p: (want[p], -p)))
     return part
+
+
+def _open(parts: list[int], want: np.ndarray) -> list[int]:
+    """The parts still below their size (all of them once every part is full)."""
+    return [p for p in parts if want[p] > 0] or parts
 
 
 def split_dataset(dataset: DetectionDataset, fractions: Sequence[float], seed: int) -> dict[str, DetectionDataset]:
