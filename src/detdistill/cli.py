@@ -301,8 +301,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
-    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
-                   help="an image that cannot be decoded: skip it (listed and counted in the summary and in "
+    p.add_argument("--on-bad-image", choices=["repair", "skip", "stop"], default="repair",
+                   help="a truncated image: decode it as far as it goes (repair) or treat it as undecodable; an "
+                        "image that cannot be decoded: skip it (listed and counted in the summary and in "
                         "detections.json) or stop with nothing written")
     p.set_defaults(func=cmd_predict)
 
@@ -316,7 +317,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.data is not None:
         from .data.open import open_dataset
 
-        images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
+        images = open_dataset(args.data, args.split, args.format, on_bad_box="skip",
+                              on_bad_image={"stop": "error"}.get(args.on_bad_image, args.on_bad_image))
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
                              nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
                              on_bad_image=args.on_bad_image)
@@ -325,6 +327,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"and {len(doc['images'])} PNGs" + (f"; {len(skipped)} skipped (cannot be decoded):" if skipped else ""))
     for entry in skipped:
         print(f"  skipped {entry['reason']}")
+    for entry in doc.get("repaired", []):
+        print(f"  repaired (decoded as far as it goes) {entry['reason']}")
     return 0
 
 

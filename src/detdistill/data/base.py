@@ -262,9 +262,8 @@ def exif_orientation(img: Image.Image, path: str | Path) -> int:
         warnings.simplefilter("always")
         try:
             orientation = img.getexif().get(0x0112, 1)
-        except (OSError, SyntaxError, ValueError, struct.error) as exc:
-            caught.append(warnings.WarningMessage(str(exc), UserWarning, "", 0))
-            orientation = 1
+        except (OSError, SyntaxError, ValueError, struct.error):
+            orientation = 1  # unreadable metadata (a truncated file): decoding, next, says what is wrong
     _log_image_warnings(caught, path)
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
