@@ -186,3 +186,44 @@ def test_data_stats_prints_the_layout_line(tmp_path, make, capsys):
     _voc(make, tmp_path / "annots", tmp_path / "images")
     assert main(["data", "stats", str(tmp_path), "--out", str(tmp_path / "s.png")]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "layout: VOC XML in annots/, images in images/; 3 images, 2 classes"
+
+
+def build_every_layout(root, make):
+    """One folder per layout of the README's table, as the tests above build them: name -> (path, split args)."""
+    _voc(make, root / "voc_renamed" / "annots", root / "voc_renamed" / "images")
+    _voc(make, root / "voc_beside", root / "voc_beside")
+    _coco_split(make, root / "coco_export" / "train", {"a", "b"})
+    _coco_split(make, root / "coco_export" / "valid", {"c"})
+    for split, stems in (("train", "ab"), ("valid", "c")):
+        for k, (stem, cls, (x1, y1, x2, y2)) in enumerate(ITEMS):
+            if stem not in stems:
+                continue
+            for name in ("yolo_export", "yolo_yaml"):
+                make.image(root / name / split / "images" / f"{stem}.jpg", 40, 30, seed=k)
+                lab = root / name / split / "labels" / f"{stem}.txt"
+                lab.parent.mkdir(parents=True, exist_ok=True)
+                lab.write_text(f"{0 if cls == 'cat' else 1} {(x1 + x2) / 80} {(y1 + y2) / 60} {(x2 - x1) / 40} "
+                               f"{(y2 - y1) / 30}\n")
+    (root / "yolo_export" / "classes.txt").write_text("cat\ndog\n")
+    (root / "yolo_yaml" / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "../train/images", "val": "../valid/images", "names": ["cat", "dog"], "nc": 2}))
+    for k, (stem, _, _) in enumerate(ITEMS):
+        make.image(root / "tf_csv" / "images" / f"{stem}.jpg", 40, 30, seed=k)
+    (root / "tf_csv" / "data").mkdir(parents=True)
+    for split, items in (("train", ITEMS[:2]), ("test", ITEMS[2:])):
+        lines = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+        lines += [f"{s}.jpg,40,30,{c},{b[0]},{b[1]},{b[2]},{b[3]}" for s, c, b in items]
+        (root / "tf_csv" / "data" / f"{split}_labels.csv").write_text("\n".join(lines) + "\n")
+    return {"voc_renamed": root / "voc_renamed", "voc_beside": root / "voc_beside",
+            "coco_export": root / "coco_export", "yolo_export": root / "yolo_export", "yolo_yaml": root / "yolo_yaml",
+            "tf_csv": root / "tf_csv" / "data"}
+
+
+def test_the_readme_layout_table_shows_what_data_stats_prints(tmp_path, make, capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, path in build_every_layout(tmp_path, make).items():
+        assert main(["data", "stats", str(path), "--out", str(tmp_path / "s.png")]) == 0
+        line = capsys.readouterr().out.splitlines()[0]
+        assert f"`{line}`" in readme, (name, line)

@@ -3,7 +3,7 @@
 
 * Files: ``*.csv`` with that header in the folder (``train_labels.csv``, ``test_labels.csv``,
   ``_annotations.csv``); a split's file is the one whose name holds the split as a word (``train_labels`` is
-  ``train``); without a split, the one file, or the one naming no split.
+  ``train``); without a split, the one file, the one naming no split, or else every file.
 * Class order, when ``class_names`` is not given, is the sorted set of classes of **every** CSV file of the
   folder, so the splits of one folder agree on labels. ``category_ids`` are 1..K.
 * A row with an empty ``class`` (and empty coordinates) is an image without boxes (a negative).
@@ -73,6 +73,7 @@ def find_csv(folder: str | Path, split: str | None) -> Path:
         if len(files) == 1 or len(plain) == 1:
             return files[0] if len(files) == 1 else plain[0]
         raise DatasetError(f"{folder}: {len(files)} CSV files ({[f.name for f in files]}); name a split")
+
     for alias in SPLIT_ALIASES.get(split, (split,)):
         matches = [f for f in files if _names_split(f.stem, alias)]
         if len(matches) == 1:
@@ -120,16 +121,23 @@ def read_tf_csv(
     """
     check_on_bad_box(on_bad_box)
     source = Path(source)
-    path = source if source.is_file() else find_csv(source, split)
-    rows = _rows(path)
+    try:
+        paths = [source if source.is_file() else find_csv(source, split)]
+    except DatasetError:
+        if split is not None or source.is_file() or not find_csv_files(source):
+            raise
+        paths = find_csv_files(source)  # no split named, one file per split: every image, as VOC reads it
+    path = paths[0]
+    rows = [(p, n, row) for p in paths for n, row in enumerate(_rows(p), start=2)]  # row 1 is the header
     report = SkipReport()
     if class_names is None:
         first_seen: dict[str, str] = {}
-        for other in [path] + [f for f in find_csv_files(path.parent) if f != path]:
-            for n, row in enumerate(_rows(other) if other != path else rows, start=2):
-                cls = (row.get("class") or "").strip()
-                if cls:
-                    first_seen.setdefault(cls, f"{other}: field 'row {n} class'")
+        others = [(f, n, row) for f in find_csv_files(path.parent) if f not in paths
+                  for n, row in enumerate(_rows(f), start=2)]
+        for other, n, row in rows + others:
+            cls = (row.get("class") or "").strip()
+            if cls:
+                first_seen.setdefault(cls, f"{other}: field 'row {n} class'")
         class_names = sorted(first_seen)
         report_class_names(class_names, report, lambda i: first_seen[class_names[i]])
     else:
@@ -137,13 +145,16 @@ def read_tf_csv(
     class_names = list(class_names)
     label_of = {c: i + 1 for i, c in enumerate(class_names)}
     by_image: dict[str, dict] = {}
-    for n, row in enumerate(rows, start=2):  # row 1 is the header
+    owner: dict[str, Path] = {}  # the file that lists an image first: a later file's rows for it are not added
+    for path, n, row in rows:
         file_name = (row.get("filename") or "").strip()
+        if owner.setdefault(file_name, path) != path:
+            continue
         if not file_name:
             raise DatasetError(f"{path}: field 'row {n} filename' is empty")
         width, height = _int(row["width"], path, n, "width"), _int(row["height"], path, n, "height")
         entry = by_image.setdefault(file_name, {"width": width, "height": height, "boxes": [], "labels": [],
-                                                "fields": [], "raw": [], "names": []})
+                                                "fields": [], "raw": [], "names": [], "file": path})
         if (entry["width"], entry["height"]) != (width, height):
             raise DatasetError(f"{path}: field 'row {n} width/height' has value {width}x{height}: {file_name} has "
                                f"{entry['width']}x{entry['height']} in an earlier row")
@@ -168,16 +179,18 @@ def read_tf_csv(
         entry["raw"].append(",".join(row[c] for c in ("xmin", "ymin", "xmax", "ymax")))
         entry["names"].append(cls)
     names = list(by_image)
+    path = paths[0]
     root = Path(image_root) if image_root is not None else _guess_image_root(path, names, split)
     records = []
     for image_id, file_name in enumerate(names):
         e = by_image[file_name]
         boxes, keep, _ = validate_boxes(np.array(e["boxes"], np.float64).reshape(-1, 4), e["width"], e["height"],
-                                        file=path, fields=e["fields"], raw_values=e["raw"], class_names=e["names"],
+                                        file=e["file"], fields=e["fields"], raw_values=e["raw"], class_names=e["names"],
                                         on_bad_box=on_bad_box, report=report)
         records.append(ImageRecord(image_id=image_id, file_name=relative_file_name(root / file_name, root),
                                    width=e["width"], height=e["height"], boxes=boxes[keep],
                                    labels=np.array(e["labels"], np.int64)[keep]))
     require_nonempty(records, str(path), split)
-    ds = DetectionDataset(records, class_names, root=root, name=name or f"{path.parent.name}-{split or path.stem}")
+    stem = path.stem if len(paths) == 1 else "all"
+    ds = DetectionDataset(records, class_names, root=root, name=name or f"{path.parent.name}-{split or stem}")
     return finish_dataset(ds, report, split)
