@@ -227,3 +227,12 @@ def test_the_readme_layout_table_shows_what_data_stats_prints(tmp_path, make, ca
         assert main(["data", "stats", str(path), "--out", str(tmp_path / "s.png")]) == 0
         line = capsys.readouterr().out.splitlines()[0]
         assert f"`{line}`" in readme, (name, line)
+
+
+def test_a_voc_split_file_naming_a_missing_image_names_the_split_file_and_the_image(tmp_path, make):
+    _voc(make, tmp_path / "Annotations", tmp_path / "JPEGImages")
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("a\nb\n")
+    (tmp_path / "JPEGImages" / "b.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"Main/train.txt: id 'b' names image .*JPEGImages/b.jpg .*which is not there"):
+        open_dataset(tmp_path, "train")

@@ -284,6 +284,10 @@ def read_voc(
     records = []
     for image_id, f in enumerate(parsed):
         image_path = _image_file(layout, f)
+        if split is not None and not image_path.is_file():
+            # The split file chose this image: name both (the pre-flight check would only name the image).
+            raise DatasetError(f"{layout.splits / (split + '.txt')}: id {f.path.stem!r} names image {image_path} "
+                               f"(from {f.path}), which is not there; restore the image or remove the id")
         width, height = f.width, f.height
         if width == 0 or height == 0:
             width, height = read_image_size(image_path)
