@@ -422,8 +422,10 @@ def error_in_a_dataloader_worker_is_one_line(tmp: Path) -> None:
         img.unlink()
         raw = jpg.read_bytes()
         jpg.write_bytes(raw[:len(raw) // 2])  # truncated: the header reads, the pixels do not
-    expect_error(train_args(tmp, f"data.source={data}", "data.val_split=null", "data.num_workers=1"),
-                 "cannot decode image")
+    # The pre-flight image check (data.on_bad_image, issue #38) now finds truncated files before any worker
+    # starts: under the default, repair, this run trains; under error it stops before step 1, in one line.
+    expect_error(train_args(tmp, f"data.source={data}", "data.val_split=null", "data.num_workers=1",
+                            "data.on_bad_image=error"), "cannot decode image")
 
 
 @case("traceback")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from torch import nn
 
 from ..config import ExperimentConfig, config_to_dict, flatten_config, save_config, validate_config
-from ..data.base import DatasetError, DetectionDataset
+from ..data.base import DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
 from ..data.validate import check_training_classes
 from ..errors import CheckpointError, ConfigError, PairingError
@@ -43,6 +43,7 @@ class Datasets:
     train: DetectionDataset
     val: DetectionDataset | None
     test: DetectionDataset | None
+    prepared: Any = None  # data.prepare.PreparedData: the auto split and image check, recorded in the run folder
 
 
 DatasetFactory = Callable[[ExperimentConfig], Datasets]
@@ -52,35 +53,12 @@ hands to spawned processes must pickle (a module-level function or a ``functools
 
 
 def open_datasets(cfg: ExperimentConfig) -> Datasets:
-    from ..data.open import open_dataset
+    # data layer: layout, data.auto_split, and the pre-flight image check (data.on_bad_image), once
+    from ..data.prepare import open_config_datasets
 
-    d = cfg.data
-
-    def one(split: str | None, num: int | None) -> DetectionDataset | None:
-        if split is None:
-            return None
-        kwargs: dict[str, Any] = {}
-        if d.source.startswith("synthetic"):
-            kwargs = {"seed": d.dataset_seed}
-            if num is not None:
-                kwargs["num_images"] = num
-        return open_dataset(d.source, split=split, format=d.format, on_bad_box=d.on_bad_box, **kwargs)
-
-    def opened(key: str, split: str | None, num: int | None) -> DetectionDataset | None:
-        try:
-            return one(split, num)
-        except DatasetError as exc:
-            # The reader names the file; the run must also name the config key that chose the split.
-            if split is None or key == "data.train_split" or f"data.{key}" in str(exc):
-                raise
-            raise DatasetError(f"{exc} [set by {key}={split}; choose another split, or {key}=null to skip it]") \
-                from exc
-
-    train = opened("data.train_split", d.train_split, d.num_train_images)
-    assert train is not None
-    check_training_classes(train)  # repeated class names would make one class two outputs
-    return Datasets(train, opened("data.val_split", d.val_split, d.num_eval_images),
-                    opened("data.test_split", d.test_split, d.num_eval_images))
+    prepared = open_config_datasets(cfg.data, progress=cfg.train.progress)
+    check_training_classes(prepared.train)  # repeated class names would make one class two outputs
+    return Datasets(prepared.train, prepared.val, prepared.test, prepared)
 
 
 def open_unlabelled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
@@ -105,7 +83,7 @@ def open_unlabelled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = pr
     if source.startswith("synthetic"):
         kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
     unlabelled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
-                                **kwargs)
+                                on_bad_image=d.on_bad_image, **kwargs)
     refuse_overlap(unlabelled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
     ratio = d.unlabeled_ratio
     per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
@@ -342,6 +320,8 @@ class TrainRun:
     def write_records(self) -> None:
         """What the main process writes before step 1, once every check has passed: a config that ran."""
         save_config(self.cfg, self.folder.config)
+        if self.data is not None and self.data.prepared is not None:
+            self.data.prepared.write_records(self.folder.path)
 
     def fit(self, trainer: Trainer) -> RunSummary:
         return trainer.fit(resume=self.resume)
