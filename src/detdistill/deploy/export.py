@@ -138,15 +138,30 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, size: tuple[int, int
                           dynamic_axes={**dynamic, **{o: {0: "detections"} for o in OUTPUT_NAMES}})
 
 
-def _draft_manifest(fmt: str, precision: str, size: tuple[int, int] | None, ckpt: dict[str, Any], model: nn.Module,
-                    checkpoint: Path) -> Manifest:
+@dataclass(frozen=True)
+class Source:
+    """What a manifest says of the model's origin: its classes and, for a checkpoint, the file and its SHA-256."""
+
+    class_names: list[str]
+    category_ids: list[int]
+    model_name: str
+    checkpoint_path: str = ""
+    checkpoint_sha256: str = ""
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path, ckpt: dict[str, Any]) -> "Source":
+        return cls(list(ckpt["class_names"]), [int(c) for c in ckpt["category_ids"]], str(ckpt["model_spec"]["name"]),
+                   str(checkpoint), file_sha256(checkpoint))
+
+
+def _draft_manifest(fmt: str, precision: str, size: tuple[int, int] | None, source: Source, model: nn.Module) -> Manifest:
     runtime = RUNTIME_OF[fmt]
     version = import_runtime(runtime).__version__
     return Manifest(
         format=fmt, precision=precision, runtime=runtime, runtime_version=str(version),
-        input_size=list(size) if size is not None else None, class_names=list(ckpt["class_names"]),
-        category_ids=[int(c) for c in ckpt["category_ids"]], model_name=str(ckpt["model_spec"]["name"]),
-        checkpoint_sha256=file_sha256(checkpoint), checkpoint_path=str(checkpoint),
+        input_size=list(size) if size is not None else None, class_names=list(source.class_names),
+        category_ids=list(source.category_ids), model_name=source.model_name,
+        checkpoint_sha256=source.checkpoint_sha256, checkpoint_path=source.checkpoint_path,
         score_thresh=float(model.roi_heads.score_thresh), nms_thresh=float(model.roi_heads.nms_thresh),
         detections_per_img=int(model.roi_heads.detections_per_img), files={},
         pad_value=[float(v) for v in model.transform.image_mean])
@@ -186,30 +201,47 @@ def export_artifact(checkpoint: str | Path, out: str | Path, *, fmt: str = "open
         export_artifact("runs/bccd/distilled/last.pt", "runs/bccd/student-ov", input_size="480x640")
         load_artifact("runs/bccd/student-ov")([image])
     """
-    checkpoint, out = Path(checkpoint), Path(out)
+    checkpoint = Path(checkpoint)
     check_export_choices(fmt, precision, calibration, validation, max_drop is not None)
     size = parse_input_size(input_size)
-    _prepare_destination(out, overwrite)
+    _prepare_destination(Path(out), overwrite)
     ckpt = read_checkpoint(checkpoint)
     model = load_detector(checkpoint).eval()
     if min_score is not None:
         if not 0.0 <= min_score <= 1.0:
             raise ArtifactError(f"--min-score {min_score}: expected a number in [0, 1]")
         model.roi_heads.score_thresh = float(min_score)
-    manifest = _draft_manifest(fmt, precision, size, ckpt, model, checkpoint)
+    return export_model(model, out, Source.of_checkpoint(checkpoint, ckpt), fmt=fmt, precision=precision,
+                        input_size=size, example_size=size or _training_side(ckpt), calibration=calibration,
+                        calib_images=calib_images, validation=validation, max_drop=max_drop, overwrite=overwrite,
+                        threads=threads, opset=opset, log=log)
+
+
+def export_model(model: nn.Module, out: str | Path, source: Source, *, fmt: str = "openvino", precision: str = "fp32",
+                 input_size: str | Sequence[int] | None = None, example_size: Sequence[int] = (160, 160),
+                 calibration: Any = None, calib_images: int = 50, validation: Any = None,
+                 max_drop: float | None = 0.01, overwrite: bool = False, threads: int | None = None, opset: int = 17,
+                 log: Log = print) -> ExportResult:
+    """:func:`export_artifact` for a detector in memory (an untrained ``shrink`` candidate, a model in a notebook);
+    ``source`` gives the manifest its classes and origin, ``example_size`` the trace input of a dynamic export."""
+    out = Path(out)
+    check_export_choices(fmt, precision, calibration, validation, max_drop is not None)
+    size = parse_input_size(input_size)
+    _prepare_destination(out, overwrite)
+    model = model.eval()
+    manifest = _draft_manifest(fmt, precision, size, source, model)
     threads = int(threads or torch.get_num_threads())
     samples: list[np.ndarray] = []
     if precision == "int8":
         samples, manifest.calibration_images = _load_calibration(calibration, calib_images, size, manifest.pad_value)
-    example_size = size or _training_side(ckpt)
-    example = torch.rand(3, *example_size, generator=torch.Generator().manual_seed(0))
+    example = torch.rand(3, *(size or example_size), generator=torch.Generator().manual_seed(0))
     wrapper = TensorDetector(model).eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        log(f"export: {checkpoint} → {fmt} {precision}, input {manifest.size_text}")
+        log(f"export: {source.checkpoint_path or source.model_name} → {fmt} {precision}, input {manifest.size_text}")
         if fmt == "onnx":
             _export_onnx(wrapper, example, size, tmp / "model.onnx", opset)
             names = ["model.onnx"]
