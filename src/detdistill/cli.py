@@ -602,6 +602,8 @@ def _add_speed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-images", type=int, default=50, help="int8: calibration images")
     p.add_argument("--threads", type=int, default=1, help="threads of every runtime (fixed for the whole table)")
     p.add_argument("--warmup", type=int, default=2, help="untimed images per variant first")
+    p.add_argument("--agree-score", type=float, default=0.5,
+                   help="eager detections scoring at least this must be reproduced (same label, IoU >= 0.5)")
     p.add_argument("--workdir", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the rows as JSON")
     p.set_defaults(func=cmd_speed)
@@ -639,9 +641,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
     rows = runtime_table(args.checkpoint, images, variants=args.variants, artifacts=args.artifacts,
                          input_size=args.input_size, calibration=calibration, calib_images=args.calib_images,
                          threads=args.threads, warmup=args.warmup, workdir=args.workdir,
-                         log=lambda line: print(line, file=sys.stderr))
+                         agree_score=args.agree_score, log=lambda line: print(line, file=sys.stderr))
     print(f"{args.checkpoint}: {len(images)} images, {args.threads} thread(s), torch {torch.__version__}")
-    print(format_speed_table(rows))
+    print(format_speed_table(rows, args.agree_score))
     if args.json_out is not None:
         atomic_write_text(json.dumps(rows_as_dicts(rows), indent=2) + "\n", args.json_out)
         print(f"wrote {args.json_out}")

@@ -62,7 +62,7 @@ def test_speed_times_the_checkpoint_beside_its_artifacts(trained_tiny, onnx_dyna
     json_out = tmp_path / "speed.json"
     assert main(["speed", "--checkpoint", str(trained_tiny), "--data", "synthetic", "--split", "val",
                  "--num-images", "4", "--variants", "--artifacts", str(onnx_dynamic), "--threads", "1",
-                 "--warmup", "1", "--json-out", str(json_out)]) == 0
+                 "--warmup", "1", "--agree-score", "0.3", "--json-out", str(json_out)]) == 0
     out = capsys.readouterr().out
     assert "4 images, 1 thread(s)" in out
     rows = json.loads(json_out.read_text())

@@ -65,7 +65,7 @@ def test_int8_on_a_trained_model_keeps_validation_accuracy(trained_tiny, val_set
 
 def test_calibration_images_that_fail_to_decode_are_all_named(trained_tiny, calibration_set, val_set, tmp_path,
                                                               monkeypatch):
-    from detdistill.errors import DatasetError
+    from detdistill.data.base import DatasetError
 
     class Broken(type(calibration_set)):
         def load_image(self, i):

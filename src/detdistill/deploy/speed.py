@@ -97,11 +97,12 @@ class SpeedRow:
 def runtime_table(checkpoint: str | Path, images: Sequence[torch.Tensor], *,
                   variants: Sequence[str] = DEFAULT_VARIANTS, artifacts: Sequence[str | Path] = (),
                   input_size: str | Sequence[int] | None = None, calibration: Any = None, calib_images: int = 50,
-                  threads: int = 1, warmup: int = 2, workdir: str | Path | None = None,
+                  threads: int = 1, warmup: int = 2, workdir: str | Path | None = None, agree_score: float = 0.5,
                   log: Log = print) -> list[SpeedRow]:
     """Time ``checkpoint`` in torch eager fp32 beside each of ``variants`` (``FORMAT:PRECISION``, exported into
     ``workdir`` or a temporary folder; int8 calibrates on ``calibration`` without the accuracy check: this table
-    measures speed, ``export --precision int8`` keeps the accuracy) and each folder in ``artifacts``."""
+    measures speed, ``export --precision int8`` keeps the accuracy) and each folder in ``artifacts``. Agreement
+    counts the eager detections scoring at least ``agree_score``."""
     from contextlib import nullcontext
 
     eager = load_detector(checkpoint).eval()
@@ -131,16 +132,16 @@ def runtime_table(checkpoint: str | Path, images: Sequence[torch.Tensor], *,
     rows = []
     for name, seconds in times.items():
         latency = Latency.from_seconds(seconds)
-        agree = agreement(outputs[EAGER], outputs[name])
+        agree = agreement(outputs[EAGER], outputs[name], min_score=agree_score)
         rows.append(SpeedRow(name, latency.median_ms, latency.p10_ms, latency.p90_ms, latency.images_per_s,
                              base.median_ms / latency.median_ms, agree.text, agree.max_score_diff, compiled[name]))
     return rows
 
 
-def format_speed_table(rows: Sequence[SpeedRow]) -> str:
+def format_speed_table(rows: Sequence[SpeedRow], agree_score: float = 0.5) -> str:
     """A Markdown table of :func:`runtime_table`'s rows."""
     lines = ["| variant | compiled as | ms/image (median) | p10–p90 | images/s | × torch fp32 | eager detections kept "
-             "(score ≥ 0.5, IoU ≥ 0.5) | max Δscore |",
+             f"(score ≥ {agree_score:g}, IoU ≥ 0.5) | max Δscore |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.variant} | {r.compiled_as} | {r.median_ms:.1f} | {r.p10_ms:.1f}–{r.p90_ms:.1f} | "
