@@ -1,5 +1,7 @@
 """The search end to end with training and scoring replaced by fakes (fast): refusal before training, resume
-after an interruption, the hold-out split, and that validation (never test) chooses; one real tiny run."""
+after an interruption, the hold-out split, and that validation (never test) chooses; one real tiny run.
+
+The fakes are shared with the other search tests (:mod:`tests.shrink.test_shrink_run_folder`)."""
 
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class FakeScores:
 
 
 def _search(teacher_path: Path, cfg, out: Path, family, **kwargs):  # noqa: ANN001, ANN003, ANN202
-    args = {"target_speedup": 0.01, "budget_steps": 2, "candidates": 2, "timing_images": 2, "families": [family],
+    args = {"target_speedup": 0.01, "budget_steps": 2, "candidates": 2, "finalists": 2, "timing_images": 2,
+            "families": [family],
             "lowrank_ratios": (), "tiers": TIERS, "progress": False, "report": False, "log": lambda line: None}
     return search(teacher_path, cfg, out=out, **{**args, **kwargs})
 
@@ -119,7 +122,7 @@ def test_no_validation_split_holds_out_part_of_the_training_split(teacher_path, 
 
     def training(cfg, data, distill, log) -> None:  # noqa: ANN001
         seen["train"] = {data.train.records.file_name(i) for i in range(len(data.train))}
-        seen["val"] = {data.val.records.file_name(i) for i in range(len(data.val))}
+        assert data.val is None, "a training run validates nothing: the search scores its checkpoint itself"
         FakeTraining()(cfg, data, distill, log)
 
     monkeypatch.setattr(pipeline, "train_run", training)
@@ -129,8 +132,7 @@ def test_no_validation_split_holds_out_part_of_the_training_split(teacher_path, 
     result = _search(teacher_path, tiny_config, tmp_path, tiny_family, candidates=1)
     holdout = json.loads((tmp_path / "holdout.json").read_text())
     assert result.validation["holdout"] and len(holdout["holdout_images"]) == 2
-    assert set(holdout["holdout_images"]) == seen["val"]
-    assert not seen["val"] & seen["train"] and len(seen["train"]) == 8
+    assert not set(holdout["holdout_images"]) & seen["train"] and len(seen["train"]) == 8
 
 
 @pytest.mark.slow
@@ -143,7 +145,7 @@ def test_a_real_tiny_search_writes_the_page_and_the_student(teacher_path, tiny_c
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["chosen"] == result.chosen and summary["final_steps"] == tiny_config.train.max_steps
     assert load_detector(tmp_path / "student.pt").detdistill_spec["kwargs"]["representation_size"] in (32, 64)
-    assert "baseline" in summary["final"] and (tmp_path / "final" / "baseline-seed0" / "test.json").is_file()
+    assert "baseline" in summary["final"] and (tmp_path / "final" / "baseline-seed0" / "score.json").is_file()
 
 
 def test_a_validation_split_that_overlaps_training_is_replaced_by_the_hold_out(teacher_path, tiny_config,  # noqa: ANN001
