@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from .front import Row, Target, feasible
 
@@ -57,6 +57,29 @@ def cut(scores: dict[str, dict[str, float]], params: dict[str, int], keep: int) 
     ['b', 'c']
     """
     return sorted(scores, key=lambda cid: rank_key(scores[cid], params[cid], cid))[:keep]
+
+
+def successive_halving(rungs: Sequence[Rung], first: Sequence[str], params: dict[str, int],
+                       score: Callable[[str, int], dict[str, float]]) -> list[dict[str, Any]]:
+    """Run the rungs: ``score(candidate, steps)`` (mean validation metrics after that many steps) for every
+    candidate that entered a rung, :func:`cut` to the rung's ``keep``. Returns one record per rung:
+    ``index``, ``steps``, ``entered``, ``scores``, ``kept`` (best first); the last rung's first is the choice.
+
+    >>> table = {("a", 1): 0.9, ("b", 1): 0.5, ("c", 1): 0.6, ("a", 2): 0.4, ("c", 2): 0.7}
+    >>> out = successive_halving(halving_schedule(3, 2, 1), ["a", "b", "c"], {"a": 1, "b": 1, "c": 1},
+    ...                          lambda cid, steps: {"mAP50": table[cid, steps]})
+    >>> [(r["steps"], r["kept"]) for r in out]
+    [(1, ['a', 'c']), (2, ['c'])]
+    """
+    records: list[dict[str, Any]] = []
+    entered = list(first)
+    for rung in rungs:
+        scores = {cid: score(cid, rung.steps) for cid in entered}
+        kept = cut(scores, params, rung.keep)
+        records.append({"index": rung.index, "steps": rung.steps, "entered": entered, "scores": scores,
+                        "kept": kept})
+        entered = kept
+    return records
 
 
 def first_rung(rows: Sequence[Row], target: Target, k: int, threads: int = 1) -> list[Row]:

@@ -57,7 +57,7 @@ def _whole(flag: str, value: Any, minimum: int, hint: str = "") -> int:
 
 def _seeds(flag: str, value: int | Sequence[int]) -> tuple[int, ...]:
     """A count N (seeds 0..N-1, as the CLI gives them) or explicit seeds, distinct and >= 0."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if not isinstance(value, (list, tuple, range)):
         return tuple(range(_whole(flag, value, 1, " (how many seeds: 0..N-1)")))
     seeds = tuple(value)
     if not seeds:

@@ -42,7 +42,7 @@ from ..utils import atomic_output, atomic_write_text, file_sha256, seed_everythi
 from .candidates import (FAMILIES, LOWRANK_RATIOS, TEST_TIERS, Candidate, Family, build_candidate,
                          generate_candidates, small_object_share)
 from .front import Row, pareto_front
-from .halving import Rung, cut, first_rung, halving_schedule
+from .halving import Rung, first_rung, halving_schedule, successive_halving
 from .holdout import HOLDOUT_FILE, holdout_split, overlapping_images, write_holdout
 from .inputs import ShrinkInputs, check_inputs
 from .keys import claim, config_key, digest, split_key, what_changed
@@ -335,29 +335,27 @@ def step_rank(plan: ShrinkPlan, st: SearchState) -> None:
 
 
 def step_distil(plan: ShrinkPlan, st: SearchState) -> None:
-    """The rungs: each candidate distilled for the rung's steps on every seed, scored on validation, the better
-    part kept; the best of the last rung is the choice."""
+    """Successive halving: each rung's candidates distilled for its steps on every seed and scored on
+    validation, the better part kept; the best of the last rung is the choice."""
+    cands = st.by_id()
+
+    def score(cid: str, steps: int) -> dict[str, float]:
+        runs = [_one_run(plan, cands[cid], True, plan.data.val, steps, seed,
+                         plan.out / "search" / f"{steps}steps" / cid / f"seed{seed}") for seed in plan.inputs.seeds]
+        bar.update(len(runs))
+        return _mean_metrics(runs)
+
     from tqdm.auto import tqdm
 
-    cands = st.by_id()
-    entered = st.rungs[0]["entered"]
-    st.rungs = []
-    for rung in plan.rungs:
-        jobs = [(cid, seed) for cid in entered for seed in plan.inputs.seeds]
-        results: dict[str, list[dict[str, Any]]] = {cid: [] for cid in entered}
-        for cid, seed in tqdm(jobs, desc=f"shrink: rung {rung.index + 1}/{len(plan.rungs)} ({rung.steps} steps)",
-                              unit="run", disable=not plan.progress):
-            folder = plan.out / "search" / f"{rung.steps}steps" / cid / f"seed{seed}"
-            results[cid].append(_one_run(plan, cands[cid], True, plan.data.val, rung.steps, seed, folder))
-        scores = {cid: _mean_metrics(rs) for cid, rs in results.items()}
-        kept = cut(scores, {cid: cands[cid].params for cid in entered}, rung.keep)
-        st.rungs.append({"index": rung.index, "steps": rung.steps, "entered": entered, "scores": scores,
-                         "kept": kept})
-        plan.log(f"shrink: rung {rung.index + 1}: {rung.steps} steps x {len(plan.inputs.seeds)} seed(s); kept "
-                 + ", ".join(f"{cid} ({scores[cid].get('mAP50', 0):.3f})" for cid in kept)
-                 + (f"; cut {len(entered) - len(kept)}" if len(kept) < len(entered) else ""))
-        entered = kept
-    st.chosen = entered[0]
+    total = sum(r.size for r in plan.rungs) * len(plan.inputs.seeds)
+    with tqdm(total=total, desc="shrink: successive halving", unit="run", disable=not plan.progress) as bar:
+        st.rungs = successive_halving(plan.rungs, st.rungs[0]["entered"], {c.id: c.params for c in st.candidates},
+                                      score)
+    for r in st.rungs:
+        plan.log(f"shrink: rung {r['index'] + 1}: {r['steps']} steps x {len(plan.inputs.seeds)} seed(s); kept "
+                 + ", ".join(f"{cid} ({r['scores'][cid].get('mAP50', 0):.3f})" for cid in r["kept"])
+                 + (f"; cut {len(r['entered']) - len(r['kept'])}" if len(r["kept"]) < len(r["entered"]) else ""))
+    st.chosen = st.rungs[-1]["kept"][0]
     assert st.timings is not None
     plan.log(f"shrink: chose {st.chosen} (validation mAP@0.5 {st.rungs[-1]['scores'][st.chosen].get('mAP50', 0):.3f}, "
              f"{st.timings.rows[st.chosen].speed_up:.2f}x the teacher's images/s untrained)")
