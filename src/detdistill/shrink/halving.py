@@ -65,8 +65,8 @@ def successive_halving(rungs: Sequence[Rung], first: Sequence[str], params: dict
     candidate that entered a rung, :func:`cut` to the rung's ``keep``. Returns one record per rung:
     ``index``, ``steps``, ``entered``, ``scores``, ``kept`` (best first); the last rung's first is the choice.
 
-    >>> table = {("a", 1): 0.9, ("b", 1): 0.5, ("c", 1): 0.6, ("a", 2): 0.4, ("c", 2): 0.7}
-    >>> out = successive_halving(halving_schedule(3, 2, 1), ["a", "b", "c"], {"a": 1, "b": 1, "c": 1},
+    >>> table = {("a", 1): 0.9, ("b", 1): 0.5, ("c", 1): 0.6, ("d", 1): 0.1, ("a", 2): 0.4, ("c", 2): 0.7}
+    >>> out = successive_halving(halving_schedule(4, 2, 2), ["a", "b", "c", "d"], dict.fromkeys("abcd", 1),
     ...                          lambda cid, steps: {"mAP50": table[cid, steps]})
     >>> [(r["steps"], r["kept"]) for r in out]
     [(1, ['a', 'c']), (2, ['c'])]
