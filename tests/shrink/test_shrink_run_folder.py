@@ -41,7 +41,7 @@ def test_another_teacher_in_the_same_folder_is_refused(teacher_path, tiny_config
     training = _retrain(monkeypatch)
     with pytest.raises(ShrinkError, match="holds a search of another teacher") as info:
         _search(other, tiny_config, tmp_path / "s", tiny_family)
-    assert "\n" not in str(info.value) and "teacher_sha256" in str(info.value)
+    assert "\n" not in str(info.value) and "SHA-256" in str(info.value)
     assert training.calls == [] and (tmp_path / "s" / "student.pt").read_bytes() == before
 
 

@@ -232,8 +232,9 @@ def _check_folder(inputs: ShrinkInputs, identity: dict[str, Any], log: Log) -> N
     if isinstance(old, dict):
         for what, key in (("another teacher", "teacher_sha256"), ("other data", "data")):
             if old.get(key) != identity[key]:
-                changed = key if key == "teacher_sha256" else what_changed(old.get(key), identity[key])
-                raise ShrinkError(f"shrink: --out {inputs.out} holds a search of {what} ({changed} differs); "
+                changed = (f"SHA-256 {str(old.get(key))[:12]}… there, {identity[key][:12]}… now"
+                           if key == "teacher_sha256" else f"{what_changed(old.get(key), identity[key])} differs")
+                raise ShrinkError(f"shrink: --out {inputs.out} holds a search of {what} ({changed}); "
                                   "choose another --out, or remove that folder to start over")
         if old != identity:
             log(f"shrink: {inputs.out}: reusing what still applies; changed since its last run: "
