@@ -107,7 +107,7 @@ def run_setting(name: str, images: int, rounds: int, dtype: str, bccd: Path) -> 
             cache = build_teacher_cache(teacher, train, Path(tmp) / f"cache{rep}", teacher_sha256="bench",
                                         augment=augment, dtype=dtype, batch_size=bs, progress=False)
             builds.append(time.perf_counter() - start)
-        cached.teacher_cache = no_rcn.teacher_cache = cache
+        cached.teacher_source = no_rcn.teacher_source = cache
         entry_bytes = cache.manifest["bytes"] / cache.manifest["entries"]
 
         # Steps, interleaved, on the same augmented batches.

@@ -87,7 +87,7 @@ def test_shipped_recipes_load():
     ("optim.scheduler=cosin", "'optim.scheduler': unknown value 'cosin'; did you mean 'cosine'?"),
     ("optim.optimizer=adam", "did you mean 'adamw'?"),
     ("data.on_bad_box=skipp", "did you mean 'skip'?"),
-    ("data.format=yolov5", "choose one of coco, voc, yolo, kitti, synthetic"),
+    ("data.format=yolov5", "choose one of coco, voc, yolo, kitti, csv, synthetic"),
     ("train.device=gpu", "'train.device': unknown value 'gpu'"),
     ("optim.lr=-0.01", "'optim.lr': value -0.01 is out of range"),
     ("optim.lr=.nan", "'optim.lr': value nan is out of range"),

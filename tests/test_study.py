@@ -25,7 +25,7 @@ def fake_runs(monkeypatch):
     """The one-call runs replaced by a stand-in that writes what a finished run writes (config, summary)."""
     calls: list[dict] = []
 
-    def fake(cfg, resume=False, overwrite=False, log=print, dist=None):  # noqa: ANN001, ANN202
+    def fake(cfg, resume=False, overwrite=False, log=print, dist=None, datasets=None):  # noqa: ANN001, ANN202
         calls.append({"folder": cfg.train.out_dir, "seed": cfg.train.seed, "threads": cfg.train.threads,
                       "resume": resume, "overwrite": overwrite, "teacher": cfg.teacher,
                       "test_split": cfg.data.test_split})
@@ -175,3 +175,32 @@ def test_choose_on_validation_then_score_only_the_chosen_arm_on_test(tmp_path, f
     assert set(report.runs) == {("wide", 0), ("wide", 1)}
     assert report.runs[("wide", 1)].test == {"mAP50": 0.25, "AP": 0.1}
     assert report.runs[("wide", 1)].test_per_class == {"circle": 0.3}
+
+
+def first_images(cfg, train=4, evaluate=1):  # noqa: ANN001, ANN201 - a dataset factory: subsets no config names
+    from detdistill.engine.run import open_datasets
+
+    data = open_datasets(cfg)
+    data.train.records = data.train.records[:train]
+    for split in (data.val, data.test):
+        if split is not None:
+            split.records = split.records[:evaluate]
+    return data
+
+
+def test_an_arms_datasets_come_from_its_factory_in_training_and_test_scoring(tmp_path, monkeypatch):
+    from functools import partial
+
+    import detdistill.eval.inference as inference
+    from detdistill.models import read_checkpoint
+
+    scored = []
+    real = inference.evaluate_model
+    monkeypatch.setattr(inference, "evaluate_model", lambda model, data, **k: scored.append(len(data)) or real(
+        model, data, **k))
+    cfg = load_config(None, TINY + ["data.test_split=test", "train.progress=false"])
+    arms = [Arm("subset", config=cfg, datasets=partial(first_images, train=3, evaluate=1))]
+    result = run_study(arms, [0], tmp_path, score_teacher=False, progress=False, log=lambda m: None)
+    run = result.runs[("subset", 0)]
+    assert read_checkpoint(Path(run.folder) / "last.pt")["metadata"]["dataset"]["images"] == 3  # not TINY's 8
+    assert run.test is not None and scored and set(scored) == {1}  # validation and test: the factory's 1 image

@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
+from .errors import UsageError  # a DetDistillError; still importable from here, where it was first defined
 
 DESCRIPTION = ("Knowledge distillation for Faster R-CNN detectors (Chen et al., NIPS 2017) on torchvision: "
                "train a teacher, distil a smaller student, evaluate, predict, export. "
                "Run `detdistill demo --quick` for a 3-minute tour; `detdistill COMMAND --help` for each command.")
-
-
-class UsageError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,8 +72,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- data (stats, convert)
 def _add_data_source_args(p: argparse.ArgumentParser, on_bad_box: str) -> None:
-    p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
+    p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "csv", "synthetic"], default=None,
                    help="dataset format (default: detected from the folder)")
+    p.add_argument("--annotations-dir", default=None, help="VOC: the XML folder, relative to the dataset "
+                   "(default: found)")
+    p.add_argument("--images-dir", default=None, help="VOC: the image folder, relative to the dataset (default: "
+                   "found from the XML files)")
+    p.add_argument("--auto-split", default=None, metavar="TRAIN,VAL,TEST",
+                   help="split every image for you (e.g. 0.8,0.1,0.1; as data.auto_split): --split then names "
+                        "the part")
+    p.add_argument("--auto-split-seed", type=int, default=0, help="seed of --auto-split")
     p.add_argument("--split", default=None,
                    help="split to read (default: every image; for synthetic: train, test for evaluate)")
     why = (" (stats defaults to skip: it is the tool that lists every problem at once; convert, train and "
@@ -99,6 +104,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     _add_max_pixels(s)
     s.add_argument("--out", type=Path, default=Path("data_stats.png"), help="histogram PNG")
     s.add_argument("--json", type=Path, default=None, help="also write the statistics as JSON")
+    s.add_argument("--write-split", type=Path, default=None, metavar="DIR",
+                   help="with --auto-split: write the parts as DIR/splits/{train,val,test}.txt")
     s.set_defaults(func=cmd_data_stats)
     c = data_sub.add_parser("convert", help="write a dataset as COCO, VOC or YOLO",
                             formatter_class=DefaultsHelpFormatter)
@@ -125,11 +132,27 @@ def _apply_max_pixels(args: argparse.Namespace) -> None:
         set_max_image_pixels(args.max_image_pixels)
 
 
-def _open_from_args(args: argparse.Namespace):  # noqa: ANN202 - a DetectionDataset
+def _auto_split_arg(args: argparse.Namespace) -> list[float] | None:
+    if args.auto_split is None:
+        return None
+    try:
+        return [float(x) for x in args.auto_split.split(",")]
+    except ValueError:
+        raise UsageError(f"--auto-split: value {args.auto_split!r}; expected three fractions, e.g. 0.8,0.1,0.1") \
+            from None
+
+
+def _data_source_kwargs(args: argparse.Namespace) -> dict:
+    return {"annotations_dir": args.annotations_dir, "images_dir": args.images_dir,
+            "auto_split": _auto_split_arg(args), "auto_split_seed": args.auto_split_seed}
+
+
+def _open_from_args(args: argparse.Namespace, **more):  # noqa: ANN202, ANN003 - a DetectionDataset
     from .data.open import open_dataset
 
     extra = {"num_images": args.num_images, "seed": args.seed}
-    return open_dataset(args.path, args.split, args.format, on_bad_box=args.on_bad_box, **extra)
+    return open_dataset(args.path, args.split, args.format, on_bad_box=args.on_bad_box, **extra,
+                        **_data_source_kwargs(args), **more)
 
 
 def _print_skips(dataset) -> None:  # noqa: ANN001
@@ -144,12 +167,36 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     from .data.stats import dataset_stats, format_stats, plot_stats, write_stats_json
 
     _apply_max_pixels(args)
-    stats = dataset_stats(_open_from_args(args), check=args.check_images)
+    fractions = _auto_split_arg(args)
+    if fractions is not None:  # the split a run with data.auto_split makes, part by part
+        from .data.prepare import open_auto_split
+        from .data.split import format_split, split_summary, write_split
+
+        parts = open_auto_split(args.path, fractions, args.auto_split_seed, format=args.format,
+                                on_bad_box=args.on_bad_box, annotations_dir=args.annotations_dir,
+                                images_dir=args.images_dir)
+        print(format_split(split_summary(parts, fractions, args.auto_split_seed)))
+        if args.write_split is not None:
+            print(f"wrote {write_split(parts, fractions, args.auto_split_seed, args.write_split)}")
+        if args.split is None:
+            print("(--split train|val|test for the statistics of one part)")
+            return 0
+    dataset = _open_from_args(args)
+    layout = getattr(dataset, "layout", None) or args.format or _detected(args.path)
+    k = len(dataset.class_names)
+    print(f"layout: {layout}; {len(dataset)} images, {k} class{'es' if k != 1 else ''}")
+    stats = dataset_stats(dataset, check=args.check_images)
     print(format_stats(stats))
     print(f"wrote {plot_stats(stats, args.out)}")
     if args.json is not None:
         print(f"wrote {write_stats_json(stats, args.json)}")
     return 1 if stats.image_problems else 0
+
+
+def _detected(path: str) -> str:
+    from .data.open import detect_format
+
+    return detect_format(str(path))
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
@@ -218,7 +265,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             split = "test"  # the synthetic generator's default split is train: never score on it by accident
             print("scoring the synthetic test split (--split to choose another)")
         dataset = open_dataset(args.data, split, args.format, on_bad_box=args.on_bad_box,
-                               num_images=args.num_images, seed=args.seed)
+                               num_images=args.num_images, seed=args.seed, on_bad_image="repair",
+                               **_data_source_kwargs(args))
         _print_skips(dataset)
         result = commands.evaluate_checkpoint(args.checkpoint, dataset, args.metric, batch_size=args.batch_size,
                                               device=args.device, min_score=args.min_score, **voc)
@@ -240,7 +288,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--data", default=None, help="a dataset (folder, COCO json, synthetic[:preset]): its own "
                      "image ids, so `evaluate --gt` on the same dataset matches")
     p.add_argument("--split", default=None, help="with --data: the split to read (default: every image)")
-    p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
+    p.add_argument("--format", choices=["coco", "voc", "yolo", "kitti", "csv", "synthetic"], default=None,
                    help="with --data: the dataset format (default: detected)")
     p.add_argument("--out", type=Path, required=True, help="output folder (PNGs + detections.json)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
@@ -250,8 +298,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
-    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
-                   help="an image that cannot be decoded: skip it (listed and counted in the summary and in "
+    p.add_argument("--on-bad-image", choices=["repair", "skip", "stop"], default="repair",
+                   help="a truncated image: decode it as far as it goes (repair) or treat it as undecodable; an "
+                        "image that cannot be decoded: skip it (listed and counted in the summary and in "
                         "detections.json) or stop with nothing written")
     p.set_defaults(func=cmd_predict)
 
@@ -265,7 +314,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.data is not None:
         from .data.open import open_dataset
 
-        images = open_dataset(args.data, args.split, args.format, on_bad_box="skip")
+        images = open_dataset(args.data, args.split, args.format, on_bad_box="skip",
+                              on_bad_image={"stop": "error"}.get(args.on_bad_image, args.on_bad_image))
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
                              nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
                              on_bad_image=args.on_bad_image)
@@ -274,6 +324,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"and {len(doc['images'])} PNGs" + (f"; {len(skipped)} skipped (cannot be decoded):" if skipped else ""))
     for entry in skipped:
         print(f"  skipped {entry['reason']}")
+    for entry in doc.get("repaired", []):
+        print(f"  repaired (decoded as far as it goes) {entry['reason']}")
     return 0
 
 
@@ -673,13 +725,12 @@ def one_line(exc: BaseException) -> str:
 
 def _user_error(exc: BaseException) -> bool:
     """A problem the user can fix (printed as one line) rather than a bug (which keeps its traceback)."""
-    from .engine.trainer import NonFiniteLossError
     from .errors import DetDistillError
 
-    # Bad input of this package derives from DetDistillError; the OS's file errors name the path; a diverged
-    # run names its step. A bare ValueError or KeyError is a bug here, wherever it was raised.
-    return isinstance(exc, (UsageError, DetDistillError, NonFiniteLossError, FileNotFoundError, NotADirectoryError,
-                            IsADirectoryError, FileExistsError, PermissionError))
+    # Bad input of this package (a command line's included) and a diverged run derive from DetDistillError; the
+    # OS's file errors name the path. A bare ValueError or KeyError is a bug here, wherever it was raised.
+    return isinstance(exc, (DetDistillError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                            FileExistsError, PermissionError))
 
 
 REPORT_BUG = ("detdistill: this is a bug, not a problem with your input; please report it with the command line "

@@ -45,6 +45,11 @@ def _jitter(v: Any) -> bool:
     return v is None or (len(v) == 2 and all(math.isfinite(x) and x > 0 for x in v) and v[0] <= v[1])
 
 
+def _fractions(v: Any) -> bool:
+    return v is None or (len(v) == 3 and all(math.isfinite(x) and x >= 0 for x in v) and v[0] > 0
+                         and abs(sum(v) - 1.0) <= 1e-6)
+
+
 def _milestones(v: Any) -> bool:
     return all(isinstance(m, int) and m >= 1 for m in v) and list(v) == sorted(set(v))
 
@@ -53,8 +58,23 @@ def _milestones(v: Any) -> bool:
 class DataConfig:
     source: str = "synthetic"
     """``synthetic``, ``synthetic:<preset>`` (easy/default/hard), or a path to COCO/VOC/YOLO/KITTI data."""
-    format: Literal["coco", "voc", "yolo", "kitti", "synthetic"] | None = None
-    """Source format (coco, voc, yolo, kitti); detected from the files when left out."""
+    format: Literal["coco", "voc", "yolo", "kitti", "csv", "synthetic"] | None = None
+    """Source format (coco, voc, yolo, kitti, csv: TensorFlow's filename,width,height,class,xmin,ymin,xmax,ymax);
+    detected from the files when left out."""
+    annotations_dir: str | None = None
+    """VOC: the folder of XML files, relative to ``source`` (None: found; any name, or beside the images)."""
+    images_dir: str | None = None
+    """VOC: the folder of images, relative to ``source`` (None: found from the XML files' ``<filename>``)."""
+    auto_split: Annotated[list[float] | None, Allowed(_fractions, "null or [train, val, test] fractions >= 0 "
+                                                                 "summing to 1 with train > 0, e.g. [0.8, 0.1, 0.1]")] = None
+    """Split the data for you: ``[train, val, test]`` fractions of every image of ``source``; the parts are the
+    splits ``train``, ``val``, ``test`` (seeded, stratified by class, stable for the same files; written to
+    ``<run>/splits/``). None: use the source's own splits."""
+    auto_split_seed: Annotated[int, SEED] = 0
+    """Seed of ``auto_split`` (another seed, another split)."""
+    on_bad_image: Literal["error", "skip", "repair"] = "repair"
+    """Images checked before step 1 (cached): ``repair`` decodes truncated files as far as they go and leaves out
+    undecodable ones, ``skip`` leaves out both, ``error`` stops naming every bad file. All are counted and logged."""
     train_split: str = "train"
     """Split used for training."""
     val_split: str | None = "val"

@@ -4,8 +4,8 @@ Every user-facing error of the package derives from :class:`DetDistillError`; th
 operating system's file errors) into one line, and lets anything else keep its traceback (a bug to report).
 ``DetDistillError`` subclasses ``ValueError`` so code that caught ``ValueError`` before keeps working.
 The subclasses a layer owns live beside it (``DatasetError`` in ``data/base.py``, ``WeightsError`` in
-``models/weights.py``, ``TeacherCacheError`` in ``distill/teacher_cache.py``, ...); the ones shared by several
-layers live here.
+``models/weights.py``, ``TeacherCacheError`` in ``distill/teacher_cache.py``, ``NonFiniteLossError`` in
+``engine/trainer.py``, ...); the ones shared by several layers live here.
 """
 
 
@@ -27,3 +27,7 @@ class ModelError(DetDistillError):
 
 class CheckpointError(DetDistillError):
     """A file that is not a usable detdistill checkpoint; the message names the file and the missing field."""
+
+
+class UsageError(DetDistillError):
+    """A command line that cannot run as given (flags that go together, an output folder in use)."""

@@ -64,6 +64,10 @@ class Arm:
     ``config``: the arm's whole config (default: the study's ``base``); ``changes``: dotted attribute
     assignments applied on it (``{"distill.recipe": "chen2017"}``); ``teacher``: the arm distils (a
     :class:`~detdistill.engine.run.DistillRun` with the study's teacher) rather than trains alone.
+    ``datasets``: what opens the arm's datasets from a run's config (a
+    :data:`~detdistill.engine.run.DatasetFactory`; default: the config's splits), for data a config cannot
+    name: a seeded hold-out, a labelled subset. Its runs train, are scored on test and build the teacher cache
+    on what it returns; with ``jobs > 1`` it must pickle (a module-level function or a ``functools.partial``).
     Arms of one study may hold different model configs (a search over candidate students).
     """
 
@@ -71,6 +75,7 @@ class Arm:
     config: ExperimentConfig | None = None
     changes: Mapping[str, Any] = field(default_factory=dict)
     teacher: bool = False
+    datasets: Callable[[ExperimentConfig], Any] | None = None
 
     def build(self, base: ExperimentConfig | None) -> ExperimentConfig:
         cfg = copy.deepcopy(self.config if self.config is not None else base)
@@ -180,6 +185,7 @@ class _Job:
     test_split: str | None  # scored by the study (None: not scored)
     test_images: int | None
     fresh: bool  # start afresh in a folder holding another config's run (the study's overwrite)
+    datasets: Callable[[ExperimentConfig], Any] | None = None  # the arm's dataset factory (None: the config's)
 
 
 def config_differences(folder: RunFolder, cfg: ExperimentConfig) -> list[str]:
@@ -207,7 +213,7 @@ def _score_test(job: _Job, checkpoint: Path) -> tuple[dict[str, float], dict[str
     probe.data.test_split = job.test_split
     if job.test_images is not None and probe.data.source.startswith("synthetic"):
         probe.data.num_eval_images = job.test_images
-    test = open_datasets(probe).test
+    test = (job.datasets or open_datasets)(probe).test
     result = evaluate_model(load_detector(checkpoint), test, batch_size=8)
     per_class = {str(row["name"]): float(row["AP50"]) for row in result.per_class if "AP50" in row}
     return dict(result.metrics), per_class
@@ -231,7 +237,7 @@ def run_one(job: _Job) -> RunResult:
     else:
         train = engine_run.distill_student if job.distill else engine_run.train_detector
         log = folder.file_log()
-        done = train(job.cfg, resume=not job.fresh, overwrite=job.fresh, log=log)
+        done = train(job.cfg, resume=not job.fresh, overwrite=job.fresh, log=log, datasets=job.datasets)
         summary = done.to_dict()
     result = RunResult(arm=job.arm, seed=job.seed, folder=str(folder.path), threads=job.cfg.train.threads,
                        steps=int(summary.get("steps", 0)), train_seconds=float(summary.get("train_seconds", 0.0)),
@@ -253,8 +259,9 @@ def _worker_init(threads: int) -> None:
 
 # ------------------------------------------------------------------------------------------- teacher
 def _score_teacher(path: str, cfg: ExperimentConfig, out: Path, score_test: bool,
-                   test_images: int | None) -> dict[str, Any]:
-    """The teacher's val (and test) metrics, scored once per study folder and teacher file."""
+                   test_images: int | None, datasets: Callable[[ExperimentConfig], Any] | None = None) -> dict[str, Any]:
+    """The teacher's val (and test) metrics, scored once per study folder and teacher file (on ``datasets``'s
+    splits when the arm has a factory)."""
     from .engine.run import load_teacher, open_datasets
     from .eval.inference import evaluate_model
     from .utils import atomic_write_text, file_sha256
@@ -273,7 +280,8 @@ def _score_teacher(path: str, cfg: ExperimentConfig, out: Path, score_test: bool
     except (OSError, ValueError):
         pass
     teacher, _ = load_teacher(path)
-    data = open_datasets(probe)
+    opened = datasets or open_datasets
+    data = opened(probe)
     scores: dict[str, Any] = {"path": str(path), "key": key, "val": None, "test": None}
     if data.val is not None:
         scores["val"] = dict(evaluate_model(teacher, data.val, batch_size=8).metrics)
@@ -282,7 +290,7 @@ def _score_teacher(path: str, cfg: ExperimentConfig, out: Path, score_test: bool
         test_probe.data.val_split = None
         if test_images is not None and test_probe.data.source.startswith("synthetic"):
             test_probe.data.num_eval_images = test_images
-        test = open_datasets(test_probe).test
+        test = opened(test_probe).test
         result = evaluate_model(teacher, test, batch_size=8)
         scores["test"] = dict(result.metrics)
         scores["test_per_class"] = {str(r["name"]): float(r["AP50"]) for r in result.per_class if "AP50" in r}
@@ -350,18 +358,19 @@ def run_study(arms: Sequence[Arm], seeds: int | Iterable[int], out: str | Path, 
         if differs and not overwrite:
             raise StudyError(f"{folder.path}: holds a run of another config ({', '.join(differs[:5])}); delete "
                              "it, choose another study folder, or pass overwrite=True to retrain it")
-        todo.append(_Job(name, seed, cfg, arm.teacher, test_split, test_images, fresh=bool(differs)))
+        todo.append(_Job(name, seed, cfg, arm.teacher, test_split, test_images, fresh=bool(differs),
+                         datasets=arm.datasets))
 
     teacher_arms = [job for job in todo if job.distill]
     pending = [job for job in todo if job.fresh or not RunFolder(job.cfg.train.out_dir).is_done(job.cfg.train.max_steps)]
-    cached = [job for job in pending if job.distill and job.cfg.distill.teacher_cache]
-    if cached:
-        from .engine import run as engine_run
+    from .engine import run as engine_run
 
+    cached = [job for job in pending if job.distill and engine_run.teacher_cache_folder(job.cfg)]
+    if cached:
         # Built once, with a progress bar, before any run; every distilled run then reads it.
         probe = copy.deepcopy(cached[0].cfg)
         probe.train.progress = progress
-        engine_run.cache_teacher(probe, log=log)
+        engine_run.cache_teacher(probe, log=log, datasets=cached[0].datasets)
     for job in pending:
         with_teacher = " with the teacher" if job.distill else ""
         log(f"{job.arm} (seed {job.seed}): training {job.cfg.model.name} for {job.cfg.train.max_steps} steps"
@@ -401,7 +410,8 @@ def run_study(arms: Sequence[Arm], seeds: int | Iterable[int], out: str | Path, 
     teacher_scores = None
     if score_teacher and teacher_arms:
         first = teacher_arms[0]
-        teacher_scores = _score_teacher(first.cfg.teacher, _with_test(first), out, score_test, test_images)
+        teacher_scores = _score_teacher(first.cfg.teacher, _with_test(first), out, score_test, test_images,
+                                        first.datasets)
     result = StudyResult(arms=names, seeds=seed_list, threads=threads, runs=ordered, teacher=teacher_scores,
                          out=str(out))
     from .utils import atomic_write_text

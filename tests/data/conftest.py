@@ -12,6 +12,12 @@ import yaml
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def _image_check_cache(tmp_path, monkeypatch):
+    """The pre-flight image check caches its verdicts per test, never in the user's cache folder."""
+    monkeypatch.setenv("DETDISTILL_CACHE_DIR", str(tmp_path / "detdistill-cache"))
+
+
 def write_image(path: Path, width: int = 32, height: int = 24, mode: str = "RGB", seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

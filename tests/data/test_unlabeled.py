@@ -55,13 +55,18 @@ def test_unreadable_files_are_counted_logged_and_left_out(tmp_path, caplog):
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])  # the header reads; the blocks do not
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG not really")
     with caplog.at_level(logging.WARNING, logger="detdistill.data"):
-        ds = read_image_folder(tmp_path)
+        ds = read_image_folder(tmp_path, on_bad_image="skip")
     assert len(ds) == 3 and ds.skips.counts == Counter({"unreadable_image": 2})
     assert sorted(ds.records.file_name(i) for i in range(3)) == ["ok0.jpg", "ok1.jpg", "ok2.jpg"]
     assert any("2 of 5 files" in r.getMessage() for r in caplog.records)
+    # The default, repair, keeps the truncated JPEG (decoded as far as it goes) and counts it.
+    repaired = read_image_folder(tmp_path)
+    assert len(repaired) == 4 and repaired.skips.counts == Counter({"unreadable_image": 1, "repaired_image": 1})
+    k = [repaired.records.file_name(i) for i in range(4)].index("truncated.jpg")
+    assert repaired[k][0].shape[1:] == (repaired.records.heights[k], repaired.records.widths[k])
     (tmp_path / "ok0.jpg").unlink(), (tmp_path / "ok1.jpg").unlink(), (tmp_path / "ok2.jpg").unlink()
     with pytest.raises(DatasetError, match="none of the 2 image files"):
-        read_image_folder(tmp_path)
+        read_image_folder(tmp_path, on_bad_image="skip")
 
 
 def test_source_split_keeps_the_images_and_drops_the_labels():

@@ -15,6 +15,7 @@ from detdistill.data import SyntheticConfig, SyntheticShapes
 from detdistill.data.transforms import AugmentConfig, DetectionAugment
 from detdistill.distill.distiller import Distiller
 from detdistill.distill.teacher_cache import open_or_build
+from detdistill.engine.run import rank_barrier
 from detdistill.engine import Trainer, init_distributed
 from detdistill.models import build_detector
 
@@ -29,11 +30,12 @@ with torch.no_grad():  # scores far from uniform, so the teacher's outputs move 
             p.mul_(30)
 augment = AugmentConfig(hflip_prob=0.5)
 cache = open_or_build(out / "cache", teacher, "unused", data, augment, "float32", teacher_sha256="t",
-                      batch_size=2, progress=False, log=lambda m: None, dist=ctx)
+                      batch_size=2, progress=False, log=lambda m: None, is_main=ctx.is_main,
+                      barrier=rank_barrier(ctx))
 for mode in ("cached", "live"):
     torch.manual_seed(0)
     student = build_detector("cpu_tiny", 7, min_size=96, max_size=96)
-    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017"), teacher_cache=cache if mode == "cached" else None)
+    distiller = Distiller(teacher, student, DistillConfig(recipe="chen2017"), teacher_source=cache if mode == "cached" else None)
     trainer = Trainer(distiller, data, OptimConfig(lr=0.01, warmup_steps=0, scheduler="constant", grad_clip_norm=None),
                       TrainConfig(max_steps=2, batch_size=2, eval_every=0, out_dir=str(out / f"run_{mode}"),
                                   progress=False), transforms=DetectionAugment(augment), dist=ctx)

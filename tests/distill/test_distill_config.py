@@ -58,3 +58,26 @@ def test_a_yaml_file_with_old_and_new_keys_loads(tmp_path):
     path.write_text("distill:\n  recipe: chen2017\n  gamma: 1.5\n  terms:\n    pkd:\n      enabled: true\n")
     cfg = load_config(path)
     assert cfg.distill.terms.hint.weight == 1.5 and cfg.distill.terms.pkd.enabled is True
+
+
+@pytest.mark.parametrize("override, message", [
+    ("distill.recipe=pkdd", "'distill.recipe': unknown value 'pkdd'; did you mean 'pkd'? choose one of default, "),
+    ("distill.recipe=chen2071", "did you mean 'chen2017'?"),
+    ("distill.terms.pkdd.enabled=true", "unknown key 'distill.terms.pkdd'; did you mean 'distill.terms.pkd'?"),
+    ("distill.terms.hint.wieght=2", "did you mean 'distill.terms.hint.weight'?"),
+])
+def test_a_misspelt_recipe_or_term_is_refused_when_the_config_is_built_with_a_suggestion(override, message):
+    from detdistill.config import load_config
+    from detdistill.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])  # no data read, no teacher loaded
+    assert message in str(info.value)
+
+
+def test_a_recipe_name_built_in_python_is_checked_with_a_suggestion_too():
+    from detdistill.distill.terms import resolve_recipe
+    from detdistill.errors import PairingError
+
+    with pytest.raises(PairingError, match="unknown value 'pkdd'; did you mean 'pkd'"):
+        resolve_recipe("pkdd")

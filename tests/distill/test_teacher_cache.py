@@ -17,6 +17,7 @@ from detdistill.data import SYNTHETIC_CLASS_NAMES, SyntheticConfig, SyntheticSha
 from detdistill.data.base import DetectionDataset, ImageRecord
 from detdistill.data.transforms import AugmentConfig, DetectionAugment
 from detdistill.distill.distiller import Distiller
+from detdistill.distill.teacher import LiveTeacher
 from detdistill.distill.teacher_cache import (
     TeacherCache,
     TeacherCacheError,
@@ -64,7 +65,7 @@ def _batch(ds, flipped):
 
 
 def _losses_and_stats(distiller, cache, images, targets):
-    distiller.teacher_cache = cache
+    distiller.teacher_source = cache if cache is not None else LiveTeacher(distiller.teacher)
     torch.manual_seed(123)  # the RPN and RoI samplers draw from torch's RNG
     losses = {k: float(v.detach()) for k, v in distiller(images, targets).items()}
     return losses, {k: distiller.stats[k] for k in TERMS}

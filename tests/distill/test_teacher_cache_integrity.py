@@ -117,6 +117,50 @@ def test_an_older_cache_without_hashes_must_be_rebuilt(cache_dir):
     assert "--teacher TEACHER.pt" in message  # format 1 did not record the teacher: a placeholder
 
 
+def _edit_manifest(cache_dir, **fields):
+    path = cache_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    path.write_text(json.dumps(manifest))
+    return path, manifest
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_hand_edited_dtype_is_refused_by_the_files_sizes_at_verify_and_at_open(tmp_path, dtype, capsys):
+    torch.manual_seed(0)
+    teacher = build_detector("cpu_tiny", 7, min_size=SIZE, max_size=SIZE)
+    build_teacher_cache(teacher, _data(), tmp_path / "c", teacher_sha256="t" * 64, dtype=dtype, progress=False)
+    other = "float32" if dtype == "float16" else "float16"
+    path, manifest = _edit_manifest(tmp_path / "c", dtype=other)
+    item = {"float16": 2, "float32": 4}
+    first = manifest["files"][0]
+    want = manifest["data_files"][first]["bytes"] // item[dtype] * item[other]  # what the edited dtype claims
+    message = _refused(tmp_path / "c", f"{path}: fields 'dtype' ({other}", f"{want:,} bytes of {first}",
+                       f"the file holds {manifest['data_files'][first]['bytes']:,}")
+    assert main(["cache-teacher", "--verify", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "OK" not in err
+
+
+def test_a_hand_edited_entry_count_is_refused_by_the_index(cache_dir, capsys):
+    path, manifest = _edit_manifest(cache_dir, entries=1)
+    _refused(cache_dir, f"{path}: field 'entries' has value 1, the index holds {2 * 1} entries")
+    assert main(["cache-teacher", "--verify", str(cache_dir)]) != 0
+    assert "field 'entries'" in capsys.readouterr().err
+
+
+def test_a_hand_edited_level_or_byte_count_is_refused(cache_dir):
+    manifest = json.loads((cache_dir / MANIFEST).read_text())
+    level = next(iter(manifest["levels"]))
+    levels = {**manifest["levels"], level: {**manifest["levels"][level],
+                                            "channels": manifest["levels"][level]["channels"] // 2}}
+    path, _ = _edit_manifest(cache_dir, levels=levels)
+    _refused(cache_dir, f"{path}: fields 'dtype'", f"feat_{level}.bin")
+    path, _ = _edit_manifest(cache_dir, levels=manifest["levels"], bytes=manifest["bytes"] + 2)
+    _refused(cache_dir, f"{path}: field 'bytes' has value {manifest['bytes'] + 2:,}",
+             f"the data files hold {manifest['bytes']:,} bytes")
+
+
 def test_cache_teacher_verify_prints_one_ok_line_with_counts_and_fails_on_damage(cache_dir, capsys):
     assert main(["cache-teacher", "--verify", str(cache_dir)]) == 0
     out = capsys.readouterr().out.strip().splitlines()

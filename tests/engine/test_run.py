@@ -93,6 +93,28 @@ def test_initial_weights_follow_the_seed_not_earlier_rng_use():
     assert any(not torch.equal(first[k], third[k]) for k in first if first[k].is_floating_point())
 
 
+def test_a_student_given_as_a_checkpoint_gets_adaptation_layers_that_follow_the_seed(tmp_path, teacher_file):
+    from detdistill.engine.run import DistillRun
+
+    student = save_detector(tmp_path / "student.pt", build_detector("cpu_tiny", 7, min_size=96, max_size=96),
+                            list(SYNTHETIC_CLASS_NAMES))
+    cfg = load_config(None, TINY + [f"model.name={student}", f"teacher={teacher_file}", "distill.recipe=pkd",
+                                    f"train.out_dir={tmp_path / 'kd'}"])
+
+    def adapters(draws: int) -> dict:
+        run = DistillRun(cfg, log=lambda m: None)
+        run.open_data()
+        run.load_and_check_teacher(check=False)
+        torch.rand(draws)  # whatever ran before the module was built (a teacher check, a cache build)
+        return {k: v.clone() for k, v in run.build_module().adapters.state_dict().items()}
+
+    first, second = adapters(0), adapters(1000)
+    assert first and any(bool(v.abs().sum()) for v in first.values())  # pkd's adapters start random
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    cfg.train.seed = 1
+    assert any(not torch.equal(first[k], v) for k, v in adapters(0).items())
+
+
 def test_only_the_main_process_scores_the_test_split_and_prints_it(tmp_path):
     from detdistill.engine.distributed import DistContext
     from detdistill.engine.run import _finish
@@ -172,3 +194,17 @@ def test_cache_teacher_leaves_its_callers_config_unchanged(tmp_path, teacher_fil
     cache = cache_teacher(cfg, tmp_path / "cache", log=lambda m: None)
     assert len(cache) == 2 * 2  # two images, with and without the flip
     assert cfg == before and cfg.data.val_split == "val" and cfg.data.test_split == "test"
+
+
+def test_one_function_decides_where_a_runs_teacher_cache_lives(tmp_path):
+    from detdistill.engine.run import teacher_cache_folder
+
+    notes = []
+    cfg = load_config(None, ["data.hflip_prob=0.5"])
+    assert teacher_cache_folder(cfg) is None  # nothing asked for: the teacher runs live
+    assert teacher_cache_folder(cfg, tmp_path / "shared") == str(tmp_path / "shared")
+    cfg.distill.teacher_cache = str(tmp_path / "mine")
+    assert teacher_cache_folder(cfg, tmp_path / "shared") == str(tmp_path / "mine")  # the config's own wins
+    jitter = load_config(None, ["data.scale_jitter=[80, 112]"])
+    assert teacher_cache_folder(jitter, tmp_path / "shared", log=notes.append) is None
+    assert len(notes) == 1 and "data.scale_jitter" in notes[0] and "live" in notes[0]

@@ -89,10 +89,10 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path)
 class _Toy(nn.Module):
     """Predicts the number of boxes from the mean colour; a deterministic loss dict."""
 
-    def __init__(self, nan_at_call: int | None = None) -> None:
+    def __init__(self, nan_at_call: int | None = None, huge_at_call: int | None = None) -> None:
         super().__init__()
         self.linear = nn.Linear(3, 1)
-        self.calls, self.nan_at_call = 0, nan_at_call
+        self.calls, self.nan_at_call, self.huge_at_call = 0, nan_at_call, huge_at_call
 
     def forward(self, images, targets):  # noqa: ANN001, ANN201
         self.calls += 1
@@ -101,7 +101,9 @@ class _Toy(nn.Module):
         loss = ((self.linear(x).squeeze(1) - y) ** 2).mean()
         if self.calls == self.nan_at_call:
             loss = loss * float("nan")
-        return {"loss_count": loss, "loss_aux": 0.1 * loss}
+        # A finite loss whose gradient norm overflows float32 (a term weighted 1e30, as pkd.weight=1e30 did).
+        aux = 1e30 * loss if self.calls == self.huge_at_call else 0.1 * loss
+        return {"loss_count": loss, "loss_aux": aux}
 
 
 def test_non_finite_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -112,6 +114,28 @@ def test_non_finite_loss_names_the_term_and_step_and_keeps_the_last_good_checkpo
     with pytest.raises(NonFiniteLossError, match=r"'loss_count' is nan at step 5.*last\.pt \(step 4\)"):
         trainer.fit()
     assert safe_torch_load(tmp_path / "last.pt")["training_state"]["step"] == 4
+
+
+@pytest.mark.parametrize("clip", [10.0, None])
+def test_a_non_finite_gradient_norm_stops_the_run_naming_the_step_and_the_largest_term(tmp_path, clip):
+    data = SyntheticShapes("train", num_images=8, config=SMALL)
+    toy = _Toy(huge_at_call=3)
+    trainer = Trainer(toy, data, OptimConfig(lr=0.01, warmup_steps=0, grad_clip_norm=clip),
+                      TrainConfig(max_steps=10, batch_size=2, checkpoint_every=2, eval_every=0, out_dir=str(tmp_path),
+                                  progress=False))
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm is inf at step 3 \(largest loss term: 'loss_aux' = "
+                                                 r"[0-9.]+e\+\d+\); the weights were not updated.*last\.pt \(step 2\)"):
+        trainer.fit()
+    after_two = safe_torch_load(tmp_path / "last.pt")
+    assert after_two["training_state"]["step"] == 2
+    for key, value in after_two["state_dict"].items():  # step 3 changed nothing
+        assert torch.equal(value, toy.state_dict()[key]), key
+
+
+def test_a_non_finite_loss_or_gradient_is_a_detdistill_error_the_cli_prints_in_one_line():
+    from detdistill.errors import DetDistillError
+
+    assert issubclass(NonFiniteLossError, DetDistillError) and issubclass(NonFiniteLossError, RuntimeError)
 
 
 def test_best_checkpoint_follows_the_validation_metric(tmp_path):

@@ -1,4 +1,5 @@
-"""Folder-level predict with undecodable images: `--on-bad-image skip` (default) lists and counts the skipped
+"""Folder-level predict with bad images: `--on-bad-image repair` (default) decodes a truncated file as far as it
+goes and lists it, `skip` lists and counts the skipped
 files and writes complete outputs for the rest; `stop` names the file and writes nothing; no stop, however it
 happens, leaves a half-written output folder (outputs are staged in a hidden folder and moved into place)."""
 
@@ -43,7 +44,7 @@ def _leftovers(parent):
 def test_skip_lists_and_counts_the_bad_files_and_completes_the_rest(checkpoint, folder, tmp_path, capsys):
     out = tmp_path / "pred"
     assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(out),
-                 "--batch-size", "2"]) == 0
+                 "--batch-size", "2", "--on-bad-image", "skip"]) == 0
     summary = capsys.readouterr().out
     assert "on 2 images" in summary and "2 skipped (cannot be decoded)" in summary
     assert f"skipped {folder / 'b.png'}: cannot decode image" in summary and f"{folder / 'd.png'}" in summary
@@ -53,6 +54,19 @@ def test_skip_lists_and_counts_the_bad_files_and_completes_the_rest(checkpoint, 
     assert [s["id"] for s in doc["skipped"]] == [2, 4] and "cannot decode image" in doc["skipped"][0]["reason"]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "detections.json"]
     assert _leftovers(tmp_path) == []
+
+
+def test_repair_decodes_the_truncated_file_as_far_as_it_goes_and_lists_it(checkpoint, folder, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "on 3 images" in summary and "1 skipped (cannot be decoded)" in summary
+    assert f"repaired (decoded as far as it goes) {folder / 'b.png'}: cannot decode image" in summary
+    doc = json.loads((out / "detections.json").read_text())
+    assert [r["file_name"] for r in doc["repaired"]] == [str(folder / "b.png")]
+    assert [img["file_name"] for img in doc["images"]][1] == str(folder / "b.png")
+    assert doc["images"][1]["width"] == 48 and doc["images"][1]["height"] == 40
+    assert [s["file_name"] for s in doc["skipped"]] == [str(folder / "d.png")]
 
 
 def test_stop_names_the_file_and_writes_nothing(checkpoint, folder, tmp_path, capsys):
@@ -67,7 +81,8 @@ def test_stop_names_the_file_and_writes_nothing(checkpoint, folder, tmp_path, ca
 def test_every_image_bad_is_an_error_not_an_empty_result(checkpoint, folder, tmp_path, capsys):
     for name in ("a.png", "c.png"):
         (folder / name).unlink()
-    assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(tmp_path / "p")]) != 0
+    assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(folder), "--out", str(tmp_path / "p"),
+                 "--on-bad-image", "skip"]) != 0
     assert "no image could be decoded (2 skipped" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 

@@ -23,6 +23,10 @@ augment.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator, Sequence
@@ -30,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
@@ -140,11 +144,13 @@ def open_image(path: Path) -> Image.Image:
         # Pillow's own guard (a warning, an error at twice its limit) is replaced by the one below, which
         # names the size and the flag; opening reads only the header.
         Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path)  # a JPEG reads its EXIF here (for the dpi): corrupt EXIF warns here too
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+    _log_image_warnings(caught, path)
     width, height = img.size
     if width * height > _max_image_pixels:
         img.close()
@@ -210,26 +216,97 @@ def require_file(path: str | Path, what: str) -> Path:
     return Path(path)
 
 
-def load_rgb_image(path: str | Path) -> Image.Image:
-    """Decode an image file to RGB, applying its EXIF orientation (a convention, not an error).
+_truncated_lock = threading.Lock()
+_exif_warned: set[str] = set()
+log = logging.getLogger("detdistill.data")
 
-    Grayscale, RGBA and palette images are converted to RGB; 16-bit grayscale is scaled by its range
-    (0..65535), and 32-bit integer or float images, which have no fixed range, are refused. Missing,
-    truncated, corrupt or too large (see :func:`set_max_image_pixels`) files raise a :class:`DatasetError`
-    naming the path, never a PIL traceback.
+
+@contextlib.contextmanager
+def truncated_images_allowed(allowed: bool = True) -> Iterator[None]:
+    """Let Pillow decode a truncated file as far as it goes, for the block only.
+
+    Pillow reads one module-wide switch (``ImageFile.LOAD_TRUNCATED_IMAGES``); it is set here under a lock and
+    restored at once, so only the image decoded inside the block (one the pre-flight check chose to repair,
+    :mod:`detdistill.data.image_check`) is read that way, never every image of the process.
+    """
+    if not allowed:
+        yield
+        return
+    with _truncated_lock:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def _log_image_warnings(caught: list, path: str | Path) -> None:
+    """Pillow's warnings about a file's metadata (corrupt EXIF: a ``UserWarning`` with a site-packages path,
+    on every decode, naming no image) become one logged line naming the image, once per process."""
+    for w in caught:
+        if issubclass(w.category, UserWarning) and str(path) not in _exif_warned:
+            _exif_warned.add(str(path))
+            log.warning("%s: corrupt EXIF data (%s); its metadata is ignored", path, w.message)
+
+
+def exif_orientation(img: Image.Image, path: str | Path) -> int:
+    """The EXIF orientation tag (1 when absent or unreadable).
+
+    Corrupt EXIF data makes Pillow warn (a ``UserWarning`` with a site-packages path, on every decode, naming
+    no image); it becomes one logged line naming the image, once per process, and the orientation is ignored.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except (OSError, SyntaxError, ValueError, struct.error):
+            orientation = 1  # unreadable metadata (a truncated file): decoding, next, says what is wrong
+    _log_image_warnings(caught, path)
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def decode_image(path: str | Path, *, allow_truncated: bool = False, draft: bool = False) -> Image.Image:
+    """Decode ``path`` to RGB after its EXIF orientation; errors are :class:`DatasetError` naming the file.
+
+    ``allow_truncated``: a truncated file decodes as far as its data goes (:func:`truncated_images_allowed`).
+    ``draft``: a JPEG is decoded at 1/8 scale (libjpeg still reads every entropy-coded block, so truncation
+    and bad data are found) -- what the pre-flight check uses; the image returned is then smaller.
     """
     path = require_file(path, "image file")
     try:
         with open_image(path) as img:
-            img.load()
+            orientation = exif_orientation(img, path)
             fmt = img.format
-            img = ImageOps.exif_transpose(img)
-            img.format = fmt
-            return _to_rgb(img, path)
+            if draft and fmt == "JPEG":
+                img.draft("RGB", (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
+            with truncated_images_allowed(allow_truncated):
+                img.load()
+            out = img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
+            out.format = fmt
+            return _to_rgb(out, path)
     except DatasetError:
         raise
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def load_rgb_image(path: str | Path, allow_truncated: bool = False) -> Image.Image:
+    """Decode an image file to RGB, applying its EXIF orientation (a convention, not an error).
+
+    Grayscale, RGBA and palette images are converted to RGB; 16-bit grayscale is scaled by its range
+    (0..65535), and 32-bit integer or float images, which have no fixed range, are refused. Missing,
+    truncated (unless ``allow_truncated``), corrupt or too large (see :func:`set_max_image_pixels`) files
+    raise a :class:`DatasetError` naming the path, never a PIL traceback.
+    """
+    return decode_image(path, allow_truncated=allow_truncated)
 
 
 class RecordTable(Sequence[ImageRecord]):
@@ -397,6 +474,12 @@ class DetectionDataset(Dataset):
     :mod:`detdistill.data.transforms`).
     """
 
+    #: Image paths the pre-flight check chose to decode as far as they go (truncated files, ``repair``).
+    repaired_images: frozenset[str] = frozenset()
+    #: Whether images are decoded from the files at ``image_path`` (False for generated ones): what
+    #: :mod:`detdistill.data.image_check` checks.
+    image_files: bool = True
+
     def __init__(
         self,
         records: Sequence[ImageRecord],
@@ -447,7 +530,7 @@ class DetectionDataset(Dataset):
         """Decoded RGB image as a float tensor C×H×W in [0, 1]."""
         width, height = int(self.records.widths[idx]), int(self.records.heights[idx])
         path = self.image_path(idx)
-        img = load_rgb_image(path)
+        img = load_rgb_image(path, allow_truncated=str(path) in self.repaired_images)
         if img.size != (width, height):
             raise DatasetError(
                 f"{path}: annotated size (width={width}, height={height}) disagrees with the "

@@ -201,6 +201,8 @@ class SyntheticShapes(DetectionDataset):
         (torch.Size([3, 160, 160]), torch.int64)
     """
 
+    image_files = False  # rendered, not read from files
+
     def __init__(
         self,
         split: str = "train",

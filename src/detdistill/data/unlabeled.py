@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from PIL import Image
 
 from ..utils import file_sha256
-from .base import DatasetError, DetectionDataset, ImageRecord, Target, open_image
+from .base import DatasetError, DetectionDataset, ImageRecord, Target
 from .validate import SkipReport
 from .voc import IMAGE_EXTENSIONS
 
@@ -38,7 +37,6 @@ LABELLED_KEY = "labelled"
 """Target key of the labelled flag (a bool tensor); a target without it counts as labelled."""
 
 _SYNTHETIC_PRESETS = ("easy", "default", "hard")
-_EXIF_ORIENTATION = 0x0112
 
 
 def is_labelled(target: Target) -> bool:
@@ -62,6 +60,10 @@ class UnlabeledDataset(DetectionDataset):
         self.skips = skips if skips is not None else SkipReport()
         self.spec = spec
 
+    @property
+    def image_files(self) -> bool:  # type: ignore[override]
+        return self.base.image_files if self.base is not None else True
+
     def image_path(self, idx: int) -> Path:
         return self.base.image_path(idx) if self.base is not None else super().image_path(idx)
 
@@ -74,32 +76,19 @@ class UnlabeledDataset(DetectionDataset):
         return target
 
 
-def _decoded_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` after EXIF orientation, once the whole file has been decoded (cheaply: a JPEG at
-    1/8 scale, which still reads every entropy-coded block); a :class:`DatasetError` when it cannot be."""
-    try:
-        with open_image(path) as img:
-            width, height = img.size
-            if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # transposed: load_rgb_image swaps w/h
-                width, height = height, width
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
-            img.load()
-    except DatasetError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
-    return width, height
-
-
-def read_image_folder(folder: str | Path, progress: bool = False) -> UnlabeledDataset:
+def read_image_folder(folder: str | Path, progress: bool = False, on_bad_image: str = "repair",
+                      cache_dir: str | Path | None | bool = None) -> UnlabeledDataset:
     """Every image file under ``folder`` (recursively, sorted by path) as an :class:`UnlabeledDataset`.
 
-    Files that cannot be decoded are left out, counted in ``skips`` (reason ``unreadable_image``) and logged
-    in one line; a folder without a single decodable image is a :class:`DatasetError`.
+    Every file is checked once before use (:mod:`detdistill.data.image_check`, cached) and ``on_bad_image``
+    applied: ``repair`` keeps truncated files (decoded as far as they go), ``skip`` leaves them out; files that
+    cannot be decoded are left out, counted in ``skips`` (reason ``unreadable_image``) and logged in one line;
+    ``error`` stops naming every bad file. A folder without a single decodable image is a :class:`DatasetError`.
     """
-    from tqdm.auto import tqdm
+    from .image_check import BadImageError, check_images, check_on_bad_image
+    from .validate import read_image_size
 
+    check_on_bad_image(on_bad_image)
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"data.unlabeled: {root} is not a folder; give a folder of images or SOURCE:SPLIT of "
@@ -111,20 +100,39 @@ def read_image_folder(folder: str | Path, progress: bool = False) -> UnlabeledDa
                            "point data.unlabeled at a folder of images, or at SOURCE:SPLIT of a dataset")
     skips = SkipReport()
     records: list[ImageRecord] = []
-    for path in tqdm(files, desc="unlabelled images", unit="img", disable=not progress, dynamic_ncols=True):
+    unreadable: list[str] = []
+    for path in files:
         try:
-            width, height = _decoded_size(path)
+            width, height = read_image_size(path)
         except DatasetError as exc:
-            skips.add("unreadable_image", str(exc))
+            unreadable.append(str(exc))
             continue
         records.append(ImageRecord(len(records), str(path.relative_to(root)), width, height))
-    if skips:
+    if unreadable and on_bad_image == "error":
+        raise BadImageError(f"data.unlabeled: {len(unreadable)} of {len(files)} files in {root} cannot be decoded "
+                            f"(data.on_bad_image=error): {'; '.join(unreadable)}")
+    ds = UnlabeledDataset(records, f"{root.name}(unlabelled)", root=root, skips=skips, spec=str(folder))
+    if records:
+        report = check_images({"data.unlabeled": ds}, on_bad_image, cache_dir=cache_dir, progress=progress,
+                              apply=False)
+        left_out = {m.split(": ", 1)[0] for m in report.skipped}
+        keep = [i for i in range(len(ds)) if str(ds.image_path(i)) not in left_out]
+        unreadable += report.skipped
+        ds.repaired_images = frozenset(m.split(": ", 1)[0] for m in report.repaired)
+        for message in report.repaired:
+            skips.add("repaired_image", message)
+        ds.image_check = report
+        if len(keep) < len(ds):
+            ds.records = ds.records.take(keep)
+    for message in unreadable:
+        skips.add("unreadable_image", message)
+    if unreadable:
         log.warning("data.unlabeled: %d of %d files in %s cannot be decoded and are left out (e.g. %s)",
-                    skips.total, len(files), root, skips.examples["unreadable_image"][0])
-    if not records:
+                    len(unreadable), len(files), root, unreadable[0])
+    if not len(ds):
         raise DatasetError(f"data.unlabeled: none of the {len(files)} image files in {root} can be decoded "
-                           f"(e.g. {skips.examples['unreadable_image'][0]}); fix or replace them")
-    return UnlabeledDataset(records, f"{root.name}(unlabelled)", root=root, skips=skips, spec=str(folder))
+                           f"(e.g. {unreadable[0]}); fix or replace them")
+    return ds
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -152,7 +160,7 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def open_unlabeled(spec: str, *, format: str | None = None, progress: bool = False,  # noqa: A002
-                   **kwargs: Any) -> UnlabeledDataset:
+                   on_bad_image: str = "repair", **kwargs: Any) -> UnlabeledDataset:
     """``data.unlabeled``: a folder of images, or ``SOURCE:SPLIT`` of any supported dataset (labels dropped).
 
     ``format`` and ``kwargs`` (``seed``, ``num_images`` for synthetic data) go to
@@ -165,10 +173,10 @@ def open_unlabeled(spec: str, *, format: str | None = None, progress: bool = Fal
     """
     source, split = split_spec(spec)
     if split is None:
-        return read_image_folder(source, progress=progress)
+        return read_image_folder(source, progress=progress, on_bad_image=on_bad_image)
     from .open import open_dataset
 
-    base = open_dataset(source, split=split, format=format, on_bad_box="skip", **kwargs)
+    base = open_dataset(source, split=split, format=format, on_bad_box="skip", on_bad_image=on_bad_image, **kwargs)
     records = [ImageRecord(int(base.records.image_ids[i]), base.records.file_name(i), int(base.records.widths[i]),
                            int(base.records.heights[i])) for i in range(len(base))]
     if not records:

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..utils import read_utf8_text
-from .base import DatasetError, DetectionDataset, open_image, require_file
+from .base import DatasetError, DetectionDataset, exif_orientation, open_image, require_file
 
 log = logging.getLogger("detdistill.data")
 
@@ -193,7 +193,7 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     try:
         with open_image(path) as img:
             width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = exif_orientation(img, path)
     except DatasetError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:

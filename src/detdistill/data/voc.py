@@ -1,9 +1,11 @@
 """Pascal VOC XML reader.
 
-Two layouts are recognised:
+Layouts recognised (:func:`find_voc_layout`):
 
 * VOC: ``Annotations/*.xml``, ``JPEGImages/``, splits in ``ImageSets/Main/<split>.txt`` (e.g. bccd);
-* raccoon-style: ``annotations/*.xml``, ``images/``, splits in ``splits/<split>.txt``.
+* raccoon-style: ``annotations/*.xml``, ``images/``, splits in ``splits/<split>.txt``;
+* any other folder names (``annots/``, ``xml/``, ``labels/`` beside ``images/``, ``img/``...), or XML files
+  beside their images; each image is found from ``<filename>`` or, failing that, the XML's stem.
 
 Conventions:
 
@@ -18,6 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +71,79 @@ class _VocFile:
     objects: list[_VocObject]
 
 
-def find_voc_layout(root: str | Path) -> VocLayout | None:
-    """The folders of a VOC-like tree, or None when ``root`` is not one."""
+def find_voc_layout(root: str | Path, annotations_dir: str | Path | None = None,
+                    images_dir: str | Path | None = None) -> VocLayout | None:
+    """The folders of a VOC-like tree, or None when ``root`` is not one.
+
+    The canonical layouts first; then any folder of VOC XML files (``root`` itself or one folder in it:
+    ``annots/``, ``xml/``, ``labels/``...) with the folder that holds the images they name (``<filename>``, else
+    the XML's stem): the XML folder itself (XML beside its images), ``root``, or another folder in it.
+    ``annotations_dir`` / ``images_dir`` (relative to ``root``) name the folders instead of guessing.
+    """
     root = Path(root)
-    for ann, img, splits in _LAYOUTS:
-        if (root / ann).is_dir() and (root / img).is_dir() and any((root / ann).glob("*.xml")):
-            return VocLayout(root / ann, root / img, root / splits)
+    splits = root / "ImageSets" / "Main" if (root / "ImageSets" / "Main").is_dir() else root / "splits"
+    if annotations_dir is None and images_dir is None:
+        for ann, img, split_dir in _LAYOUTS:
+            if (root / ann).is_dir() and (root / img).is_dir() and any((root / ann).glob("*.xml")):
+                return VocLayout(root / ann, root / img, root / split_dir)
+    if not root.is_dir():
+        return None
+    if annotations_dir is not None:
+        ann_dir = root / annotations_dir
+        if not ann_dir.is_dir():
+            raise DatasetError(f"{ann_dir}: annotations folder not found (data.annotations_dir={annotations_dir!r})")
+    else:
+        folders = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        counted = [(sum(1 for _ in f.glob("*.xml")), f) for f in folders]
+        counted = [(n, f) for n, f in counted if n and _looks_like_voc(next(f.glob("*.xml")))]
+        if not counted:
+            return None
+        ann_dir = max(counted, key=lambda t: t[0])[1]
+    if images_dir is not None:
+        img_dir = root / images_dir
+        if not img_dir.is_dir():
+            raise DatasetError(f"{img_dir}: images folder not found (data.images_dir={images_dir!r})")
+        return VocLayout(ann_dir, img_dir, splits)
+    sample = sorted(ann_dir.glob("*.xml"))
+    sample = [sample[int(i)] for i in sorted({int(k) for k in np.linspace(0, len(sample) - 1, min(len(sample), 16))})]
+    wanted = [_filename_of(p) for p in sample]
+    candidates = [ann_dir, root] + sorted(p for p in root.iterdir() if p.is_dir() and p != ann_dir)
+    best, best_hits = None, 0
+    for c in candidates:
+        hits = sum(_image_in(c, name, xml.stem) is not None for name, xml in zip(wanted, sample))
+        if hits > best_hits:
+            best, best_hits = c, hits
+    return VocLayout(ann_dir, best, splits) if best is not None else None
+
+
+def _looks_like_voc(xml: Path) -> bool:
+    try:
+        with open(xml, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b"<annotation" in head
+
+
+def _filename_of(xml: Path) -> str:
+    """``<filename>`` of a VOC file without parsing all of it ('' when absent)."""
+    try:
+        text = xml.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    m = re.search(r"<filename>\s*([^<]*?)\s*</filename>", text)
+    return m.group(1) if m else ""
+
+
+def _image_in(folder: Path, file_name: str, stem: str) -> Path | None:
+    """The image of one XML in ``folder``: ``<filename>`` as written, else the XML's stem with an image suffix
+    (labelling tools write ``<filename>`` without a suffix, or with another one than the file's)."""
+    if file_name and Path(file_name).name == file_name and (folder / file_name).is_file():
+        return folder / file_name
+    for base in dict.fromkeys([stem, Path(file_name).stem if file_name else stem]):
+        for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
+            if (folder / (base + ext)).is_file():
+                return folder / (base + ext)
     return None
 
 
@@ -146,13 +216,11 @@ def _read_split_ids(layout: VocLayout, split: str) -> list[str]:
 
 
 def _image_file(layout: VocLayout, parsed: _VocFile) -> Path:
-    if parsed.file_name:
-        return layout.images / parsed.file_name
-    for ext in IMAGE_EXTENSIONS:  # <filename> is optional in hand-written files: fall back to the stem
-        candidate = layout.images / (parsed.path.stem + ext)
-        if optional_file(candidate, "image file"):
-            return candidate
-    return layout.images / (parsed.path.stem + ".jpg")
+    found = _image_in(layout.images, parsed.file_name, parsed.path.stem)
+    if found is not None:
+        return found
+    # Not there: the name the file gives, so the error (and the pre-flight check) names what was looked for.
+    return layout.images / (parsed.file_name or parsed.path.stem + ".jpg")
 
 
 def read_voc(
@@ -162,6 +230,8 @@ def read_voc(
     class_names: Sequence[str] | None = None,
     on_bad_box: str = "error",
     name: str | None = None,
+    annotations_dir: str | Path | None = None,
+    images_dir: str | Path | None = None,
 ) -> DetectionDataset:
     """Read a Pascal VOC folder (see the module docstring for layouts and conventions).
 
@@ -170,6 +240,8 @@ def read_voc(
         split: a split list name (``train``, ``test``, ...); None reads every XML file.
         class_names: the label order; default: sorted names found in the whole folder.
         on_bad_box: ``error`` or ``skip`` (see :mod:`detdistill.data.validate`).
+        annotations_dir, images_dir: the XML and image folders relative to ``root`` (default: found, see
+            :func:`find_voc_layout`).
 
     Example:
         >>> ds = read_voc("../shared/data/bccd", split="test")  # doctest: +SKIP
@@ -178,10 +250,13 @@ def read_voc(
     """
     root = Path(root)
     check_on_bad_box(on_bad_box)
-    layout = find_voc_layout(root)
+    layout = find_voc_layout(root, annotations_dir, images_dir)
     if layout is None:
-        raise DatasetError(f"{root}: not a Pascal VOC folder (expected Annotations/*.xml + JPEGImages/, "
-                           f"or annotations/*.xml + images/)")
+        from .layouts import describe_folder
+
+        raise DatasetError(f"{root}: not a Pascal VOC folder (no folder of VOC XML files with their images; found "
+                           f"{describe_folder(root)}); name the folders with data.annotations_dir=DIR "
+                           "data.images_dir=DIR (--annotations-dir/--images-dir)")
     all_xml = sorted(layout.annotations.glob("*.xml"))
     if split is None:
         xml_files = all_xml
@@ -209,6 +284,10 @@ def read_voc(
     records = []
     for image_id, f in enumerate(parsed):
         image_path = _image_file(layout, f)
+        if split is not None and not image_path.is_file():
+            # The split file chose this image: name both (the pre-flight check would only name the image).
+            raise DatasetError(f"{layout.splits / (split + '.txt')}: id {f.path.stem!r} names image {image_path} "
+                               f"(from {f.path}), which is not there; restore the image or remove the id")
         width, height = f.width, f.height
         if width == 0 or height == 0:
             width, height = read_image_size(image_path)

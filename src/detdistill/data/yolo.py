@@ -77,8 +77,19 @@ def _list_images(entry: Path, base: Path, where: str, report: SkipReport | None 
                                f"({', '.join(sorted(IMAGE_EXTENSIONS))}); left out{also}")
         return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if entry.is_file() and entry.suffix == ".txt":
-        lines = [ln.strip() for ln in read_text_file(entry, "image list").splitlines() if ln.strip()]
-        return [(base / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
+        out = []
+        for n, ln in enumerate(read_text_file(entry, "image list").splitlines(), start=1):
+            ln = ln.strip()
+            if not ln:
+                continue
+            # Ultralytics reads "./x.jpg" relative to the list file; other lines relative to path: (or the list).
+            candidates = [Path(ln)] if Path(ln).is_absolute() else [base / ln, entry.parent / ln]
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise DatasetError(f"{entry}: line {n} names image {ln!r}, which is not there (looked for "
+                                   f"{' and '.join(str(c) for c in dict.fromkeys(candidates))})")
+            out.append(found)
+        return out
     kind = path_kind(entry)
     what = "no such image folder or list file" if kind == "missing" else \
         f"is a {kind if kind != 'file' else 'file that is not a .txt list'}, expected an image folder or a .txt list file"
@@ -130,6 +141,16 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return cfg
 
 
+def _entry_path(entry: str, base: Path, yaml_dir: Path) -> Path:
+    """A ``train``/``val``/``test`` entry: relative to ``path:`` (as Ultralytics reads it), else to the yaml's
+    folder; labelling-tool exports write ``../train/images`` meaning ``train/images`` beside the yaml, which
+    Ultralytics also accepts."""
+    candidates = [Path(entry)] if Path(entry).is_absolute() else [base / entry, yaml_dir / entry]
+    if entry.startswith("../"):
+        candidates += [base / entry[3:], yaml_dir / entry[3:]]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
 def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path: Path | None,
                       report: SkipReport | None = None) -> list[Path]:
     if cfg is not None and cfg_path is not None:
@@ -147,7 +168,8 @@ def _images_for_split(root: Path, split: str | None, cfg: dict | None, cfg_path:
         for k in keys:
             entries = cfg[k] if isinstance(cfg[k], list) else [cfg[k]]
             for e in entries:
-                for p in _list_images(base / str(e), base, f"{cfg_path}: field {k!r}", report):
+                for p in _list_images(_entry_path(str(e), base, cfg_path.parent), base, f"{cfg_path}: field {k!r}",
+                                      report):
                     seen.setdefault(p, None)
         if keys:
             return list(seen)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError, PairingError
+
 
 ADAPTER_INITS = ("kaiming", "zero")
 
@@ -25,10 +27,10 @@ def make_adaptation(student_channels: int, teacher_channels: int, kind: str = "c
     initialisation.
     """
     if init not in ADAPTER_INITS:
-        raise ValueError(f"distill.adapter_init: unknown value {init!r}; choose one of {list(ADAPTER_INITS)}")
+        raise ConfigError(f"distill.adapter_init: unknown value {init!r}; choose one of {list(ADAPTER_INITS)}")
     if not enabled:
         if student_channels != teacher_channels:
-            raise ValueError(
+            raise PairingError(
                 f"distill.adaptation: off, but the guided layer has {student_channels} channels and the hint layer "
                 f"{teacher_channels}; only an adaptation layer can match them (set distill.adaptation=true)")
         return nn.Identity()
@@ -37,7 +39,7 @@ def make_adaptation(student_channels: int, teacher_channels: int, kind: str = "c
     elif kind == "linear":
         layer = nn.Linear(student_channels, teacher_channels)
     else:
-        raise ValueError(f"adaptation kind: unknown value {kind!r}; choose 'conv' or 'linear'")
+        raise ConfigError(f"adaptation kind: unknown value {kind!r}; choose 'conv' or 'linear'")
     if init == "zero":
         nn.init.zeros_(layer.weight)
     else:

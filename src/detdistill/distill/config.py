@@ -34,9 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..typed_config import Alias, Annotated, at_least, in_range, positive
-from .terms import TermConfig, TermsConfig
+from .terms import RECIPES, TermConfig, TermsConfig
 
-__all__ = ["DistillConfig", "TermConfig", "TermsConfig"]
+__all__ = ["DistillConfig", "RecipeName", "TermConfig", "TermsConfig"]
+
+RecipeName = Literal[("default", *RECIPES)]  # type: ignore[valid-type]
+"""The recipes the registry knows (every one is registered in ``distill/terms/__init__.py``, imported above): a
+choice, so a misspelt ``distill.recipe`` is refused with a did-you-mean when the config is built."""
 
 
 @dataclass
@@ -47,7 +51,7 @@ class DistillConfig:
     (Chen et al. 2017) with the paper's defaults (``detdistill distill --list-terms`` lists every term).
     """
 
-    recipe: str = "default"
+    recipe: RecipeName = "default"
     """Named set of terms: ``default`` (the recipe chosen on validation, BENCHMARKS.md), ``chen2017`` (the
     paper), ``objects``, ``pkd``, ``none``; ``terms.<name>.enabled`` adds or removes single terms."""
     terms: TermsConfig = field(default_factory=TermsConfig)

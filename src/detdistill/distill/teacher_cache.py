@@ -448,7 +448,56 @@ def verify_data_files(cache_dir: str | Path, manifest: dict[str, Any], progress:
                 raise TeacherCacheError(f"{folder / name}: content differs from the manifest's blake2b hash (the "
                                         f"file was overwritten or damaged after the build); "
                                         f"{rebuild_command(folder, manifest)}")
+    check_layout(folder, manifest)
     return {"files": len(names), "bytes": total, "seconds": time.perf_counter() - start}
+
+
+INDEX_ARRAYS = ("image_ids", "hflipped", "canvases", "shapes", "offsets")
+
+
+def check_layout(cache_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """The manifest's ``entries``, ``dtype``, ``levels`` and ``bytes`` agree with the index and the data files'
+    sizes: every entry's slice of every file lies inside the file, and the entries fill each file exactly.
+
+    A hash only says that a file is the one the build wrote; this says the manifest describes it (a hand-edited
+    ``dtype`` or ``entries`` would otherwise pass and fail at the first step, deep inside numpy)."""
+    folder = Path(cache_dir)
+    path = folder / MANIFEST
+    fix = rebuild_command(folder, manifest)
+    try:
+        with np.load(folder / "index.npz") as index:
+            arrays = {name: index[name] for name in INDEX_ARRAYS}
+    except (OSError, ValueError, KeyError) as exc:
+        raise TeacherCacheError(f"{folder / 'index.npz'}: unreadable index ({exc}); {fix}") from exc
+    entries, levels = len(arrays["image_ids"]), list(manifest["levels"])
+    if manifest["entries"] != entries:
+        raise TeacherCacheError(f"{path}: field 'entries' has value {manifest['entries']}, the index holds {entries} "
+                                f"entries (the manifest was edited); {fix}")
+    files, n = manifest["files"], len(levels)
+    want_shapes = {"hflipped": (entries,), "canvases": (entries, 2), "shapes": (entries, n, 2),
+                   "offsets": (entries, len(files))}
+    for name, shape in want_shapes.items():
+        if arrays[name].shape != shape:
+            raise TeacherCacheError(f"{folder / 'index.npz'}: array '{name}' has shape {arrays[name].shape}, the "
+                                    f"manifest's {entries} entries and {n} levels need {shape}; {fix}")
+    channels = [manifest["levels"][k]["channels"] for k in levels]
+    anchors = [manifest["levels"][k]["anchors"] for k in levels]
+    per_file = channels + anchors + [4 * a for a in anchors]
+    item = np.dtype(DTYPES[manifest["dtype"]]).itemsize
+    total_bytes = 0
+    for f_i, name in enumerate(files):
+        h, w = arrays["shapes"][:, f_i % n, 0], arrays["shapes"][:, f_i % n, 1]
+        sizes = per_file[f_i] * h * w
+        recorded = manifest["data_files"][name]["bytes"]
+        total_bytes += recorded
+        if int(sizes.sum()) * item != recorded or bool((arrays["offsets"][:, f_i] + sizes > recorded // item).any()):
+            raise TeacherCacheError(
+                f"{path}: fields 'dtype' ({manifest['dtype']}, {item} bytes a value) and 'levels' describe "
+                f"{int(sizes.sum()) * item:,} bytes of {name} for the index's {entries} entries; the file holds "
+                f"{recorded:,} (the manifest was edited, or the index does not belong to these files); {fix}")
+    if manifest["bytes"] != total_bytes:
+        raise TeacherCacheError(f"{path}: field 'bytes' has value {manifest['bytes']:,}, the data files hold "
+                                f"{total_bytes:,} bytes (the manifest was edited); {fix}")
 
 
 def read_manifest(cache_dir: str | Path) -> dict[str, Any]:
@@ -545,7 +594,7 @@ class TeacherCache:
 
     def teacher_outputs(self, image_list: Any, targets: list[dict[str, Tensor]], need_rpn: bool):  # noqa: ANN201
         """The teacher's levels (and RPN outputs when ``need_rpn``) of a batch, pasted into its canvas."""
-        from .distiller import TeacherOutputs
+        from .teacher import TeacherOutputs
 
         device = image_list.tensors.device
         read = [self.entry(int(t["image_id"]), bool(t["hflipped"]) if "hflipped" in t else False) for t in targets]
@@ -576,25 +625,24 @@ class TeacherCache:
 
 def open_or_build(cache_dir: str | Path, teacher: torch.nn.Module, teacher_path: str | Path, dataset: Any,
                   augment: Any, dtype: str = "float16", *, teacher_sha256: str | None = None, batch_size: int = 4,
-                  progress: bool = True, log: Callable[[str], None] = print, dist: Any = None,
-                  device: str | torch.device = "cpu") -> TeacherCache:
+                  progress: bool = True, log: Callable[[str], None] = print, is_main: bool = True,
+                  barrier: Callable[[], None] | None = None, device: str | torch.device = "cpu") -> TeacherCache:
     """The cache in ``cache_dir`` checked against this run, built first when the folder has none.
 
-    Under DDP rank 0 builds while the others wait; then every rank opens the same files.
+    Under DDP the main process builds (``is_main``) while the others wait in ``barrier``, the caller's
+    synchronisation of its ranks (this module knows nothing of process groups); then every rank opens the
+    same files.
     """
     sha = teacher_sha256 or file_sha256(teacher_path)
     expected = cache_identity(teacher, sha, dataset, augment, dtype)
     path = Path(cache_dir)
-    is_main = dist is None or dist.is_main
     if not (path / MANIFEST).is_file() and is_main:
         log(f"teacher cache: building {path} ({len(dataset)} images x {len(expected['augmentation']['hflip_states'])}"
             f" flip states, {dtype})")
         build_teacher_cache(teacher, dataset, path, teacher_sha256=sha, augment=augment, dtype=dtype,
                             batch_size=batch_size, progress=progress, device=device, teacher_path=teacher_path)
-    if dist is not None and dist.distributed:
-        from ..engine.distributed import barrier
-
-        barrier(dist)
+    if barrier is not None:
+        barrier()
     if (path / MANIFEST).is_file():
         touched = accept_touched_images(read_manifest(path), expected, dataset)
         if touched:

@@ -13,19 +13,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
 from ..config import ExperimentConfig, config_to_dict, flatten_config, save_config, validate_config
-from ..data.base import DatasetError, DetectionDataset
+from ..data.base import DetectionDataset
 from ..data.transforms import AugmentConfig, DetectionAugment
 from ..data.validate import check_training_classes
 from ..errors import CheckpointError, ConfigError, PairingError
 from ..utils import atomic_write_text, file_sha256, seed_everything
-from .distributed import DistContext, init_distributed
+from .distributed import DistContext, barrier, init_distributed
 from .folder import RunFolder
 from .trainer import RunSummary, Trainer
 
@@ -43,41 +43,25 @@ class Datasets:
     train: DetectionDataset
     val: DetectionDataset | None
     test: DetectionDataset | None
+    prepared: Any = None  # data.prepare.PreparedData: the auto split and image check, recorded in the run folder
+
+
+DatasetFactory = Callable[[ExperimentConfig], Datasets]
+"""What opens a run's datasets from its config (default :func:`open_datasets`). A caller whose data the config
+cannot name (a seeded hold-out of the training split, a labelled subset) gives its own; one the study runner
+hands to spawned processes must pickle (a module-level function or a ``functools.partial`` of one)."""
 
 
 def open_datasets(cfg: ExperimentConfig) -> Datasets:
-    from ..data.open import open_dataset
+    # data layer: layout, data.auto_split, and the pre-flight image check (data.on_bad_image), once
+    from ..data.prepare import open_config_datasets
 
-    d = cfg.data
-
-    def one(split: str | None, num: int | None) -> DetectionDataset | None:
-        if split is None:
-            return None
-        kwargs: dict[str, Any] = {}
-        if d.source.startswith("synthetic"):
-            kwargs = {"seed": d.dataset_seed}
-            if num is not None:
-                kwargs["num_images"] = num
-        return open_dataset(d.source, split=split, format=d.format, on_bad_box=d.on_bad_box, **kwargs)
-
-    def opened(key: str, split: str | None, num: int | None) -> DetectionDataset | None:
-        try:
-            return one(split, num)
-        except DatasetError as exc:
-            # The reader names the file; the run must also name the config key that chose the split.
-            if split is None or key == "data.train_split" or f"data.{key}" in str(exc):
-                raise
-            raise DatasetError(f"{exc} [set by {key}={split}; choose another split, or {key}=null to skip it]") \
-                from exc
-
-    train = opened("data.train_split", d.train_split, d.num_train_images)
-    assert train is not None
-    check_training_classes(train)  # repeated class names would make one class two outputs
-    return Datasets(train, opened("data.val_split", d.val_split, d.num_eval_images),
-                    opened("data.test_split", d.test_split, d.num_eval_images))
+    prepared = open_config_datasets(cfg.data, progress=cfg.train.progress)
+    check_training_classes(prepared.train)  # repeated class names would make one class two outputs
+    return Datasets(prepared.train, prepared.val, prepared.test, prepared)
 
 
-def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
+def open_unlabelled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = print,
                            distill: bool = True) -> tuple[DetectionDataset, dict[str, Any] | None]:
     """The training set of a run: ``data.train``, mixed with the images of ``data.unlabeled`` when set.
 
@@ -98,18 +82,18 @@ def open_unlabeled_for_run(cfg: ExperimentConfig, data: Datasets, log: Log = pri
     kwargs: dict[str, Any] = {}
     if source.startswith("synthetic"):
         kwargs = {"seed": d.dataset_seed, **({"num_images": d.num_eval_images} if d.num_eval_images else {})}
-    unlabeled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
-                               **kwargs)
-    refuse_overlap(unlabeled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
+    unlabelled = open_unlabeled(spec, format=d.format if source == d.source else None, progress=cfg.train.progress,
+                                on_bad_image=d.on_bad_image, **kwargs)
+    refuse_overlap(unlabelled, {"data.val_split": data.val, "data.test_split": data.test}, progress=cfg.train.progress)
     ratio = d.unlabeled_ratio
     per_batch = unlabelled_per_batch(cfg.train.batch_size, ratio)
-    info = {"source": str(spec), "images": len(unlabeled), "skipped": unlabeled.skips.to_dict()["counts"],
+    info = {"source": str(spec), "images": len(unlabelled), "skipped": unlabelled.skips.to_dict()["counts"],
             "ratio": ratio, "per_batch": per_batch, "labelled_per_batch": cfg.train.batch_size - per_batch,
             "pseudo_label_score": cfg.distill.pseudo_label_score}
-    log(f"unlabelled images: {len(unlabeled)} from {spec}"
-        + (f" ({unlabeled.skips.total} unreadable files left out)" if unlabeled.skips else "")
+    log(f"unlabelled images: {len(unlabelled)} from {spec}"
+        + (f" ({unlabelled.skips.total} unreadable files left out)" if unlabelled.skips else "")
         + f"; {per_batch} of every {cfg.train.batch_size} images in a batch")
-    return mix_datasets(data.train, unlabeled, ratio), info
+    return mix_datasets(data.train, unlabelled, ratio), info
 
 
 def _is_checkpoint(name: str) -> bool:
@@ -123,6 +107,10 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
     from ..models import build_detector, load_detector
 
     m = cfg.model
+    # Initial weights (and what is built right after: a Distiller's adaptation layers) follow train.seed alone,
+    # not whatever consumed the RNG before (datasets, a teacher check, earlier cells of an ablation): a baseline
+    # and a distilled student with one seed start equal, and two identical commands agree from step 1.
+    seed_everything(cfg.train.seed)
     if _is_checkpoint(m.name):
         model = load_detector(m.name)
         got = model.roi_heads.box_predictor.cls_score.out_features
@@ -131,9 +119,6 @@ def build_model(cfg: ExperimentConfig, num_classes: int, inherit: dict[str, Any]
                               f"dataset has {num_classes}")
         return model
     overrides = {**(inherit or {}), **m.overrides}
-    # Initial weights follow train.seed alone, not whatever consumed the RNG before (datasets, a teacher
-    # check, earlier cells of an ablation): a baseline and a distilled student with one seed start equal.
-    seed_everything(cfg.train.seed)
     return build_detector(m.name, num_classes, weights=m.weights, backbone_weights=m.backbone_weights, **overrides)
 
 
@@ -252,24 +237,37 @@ def _finish(summary: RunSummary, model: nn.Module, test: DetectionDataset | None
 
 
 class TrainRun:
-    """One training run of ``cfg``: :meth:`build_datasets`, :meth:`build_model`, :meth:`build_trainer`,
-    :meth:`fit`, :meth:`test`; :meth:`run` does them in order and returns the :class:`RunSummary`.
+    """One training run of ``cfg``, in steps named for what they do: :meth:`prepare_folder`, :meth:`open_data`,
+    :meth:`load_and_check_teacher` (a distillation's), :meth:`build_module`, :meth:`build_trainer`, :meth:`fit`,
+    :meth:`test`; :meth:`run` does them in order and returns the :class:`RunSummary`.
 
     ``overwrite=False`` (the CLI's default too) refuses a run folder that already holds files unless
-    ``resume``. Subclasses change what is trained (:class:`DistillRun`) by overriding the ``build_*`` steps.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory` (default: :func:`open_datasets`, the config's
+    splits). Subclasses change what is trained (:class:`DistillRun`) by overriding the steps.
 
     Example::
 
-        summary = TrainRun(load_config("configs/cpu_teacher.yaml")).run()
+        summary = TrainRun(load_config("configs/bccd_teacher.yaml")).run()
     """
 
     kind = "train"
     progress_label = "train"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The steps were renamed; an override of an old name would never be called, so the run would silently
+        # do the default instead. Refuse it where the subclass is written.
+        old = {"build_datasets": "pass datasets=<a DatasetFactory>, or override open_data",
+               "build_model": "override build_module", "setup": "override load_and_check_teacher"}
+        for name, instead in old.items():
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__qualname__}.{name}: the run step is gone; {instead}")
+
     def __init__(self, cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, log: Log = print,
-                 dist: DistContext | None = None) -> None:
+                 dist: DistContext | None = None, datasets: DatasetFactory | None = None) -> None:
         validate_config(cfg)
         self.cfg, self.resume, self.overwrite = cfg, resume, overwrite
+        self.dataset_factory: DatasetFactory = datasets or open_datasets
         self.dist = dist or init_distributed(cfg.train.device)
         self.log = log if self.dist.is_main else _quiet  # the other torchrun ranks would repeat every line
         self.folder = RunFolder(cfg.train.out_dir)
@@ -277,20 +275,24 @@ class TrainRun:
         self.data: Datasets | None = None
         self.train_set: DetectionDataset | None = None
         """What the Trainer reads: ``data.train``, or it mixed with ``data.unlabeled`` (a distillation)."""
-        self.unlabeled_info: dict[str, Any] | None = None
+        self.unlabelled_info: dict[str, Any] | None = None
         self.run_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------ the steps
     def prepare_folder(self) -> None:
         self.previous_metadata = prepare_run_folder(self.cfg, self.resume, self.overwrite, self.log)
 
-    def build_datasets(self) -> Datasets:
-        self.data = open_datasets(self.cfg)
-        open_unlabeled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
+    def open_data(self) -> Datasets:
+        """The run's datasets (its factory's) and the training set the Trainer reads."""
+        self.data = self.dataset_factory(self.cfg)
+        open_unlabelled_for_run(self.cfg, self.data, self.log, distill=False)  # refused: no teacher to learn from
         self.train_set = self.data.train
         return self.data
 
-    def build_model(self) -> nn.Module:
+    def load_and_check_teacher(self) -> None:
+        """A distillation's teacher (:class:`DistillRun`); a plain training run has none."""
+
+    def build_module(self) -> nn.Module:
         """The module the Trainer trains (here the detector itself)."""
         assert self.data is not None
         return build_model(self.cfg, self.data.train.num_classes)
@@ -306,7 +308,7 @@ class TrainRun:
     def build_trainer(self, module: nn.Module) -> Trainer:
         from ..models import checkpoint_payload
 
-        assert self.data is not None and self.train_set is not None  # both set by build_datasets
+        assert self.data is not None and self.train_set is not None  # both set by open_data
         data, meta = self.data, self.metadata()
         return Trainer(
             module, self.train_set, self.cfg.optim, self.cfg.train, transforms=augmentation(self.cfg),
@@ -318,6 +320,8 @@ class TrainRun:
     def write_records(self) -> None:
         """What the main process writes before step 1, once every check has passed: a config that ran."""
         save_config(self.cfg, self.folder.config)
+        if self.data is not None and self.data.prepared is not None:
+            self.data.prepared.write_records(self.folder.path)
 
     def fit(self, trainer: Trainer) -> RunSummary:
         return trainer.fit(resume=self.resume)
@@ -333,10 +337,12 @@ class TrainRun:
         return _finish(summary, model, self.data.test, self.log, self.dist, extra_models=models)
 
     def run(self) -> RunSummary:
-        """Check the folder, build, fit, test; ``summary.json`` (the run's done marker) is written once, last."""
+        """Check the folder, open the data, load and check the teacher, build, fit, test; ``summary.json`` (the
+        run's done marker) is written once, last."""
         self.prepare_folder()
-        self.build_datasets()
-        module = self.build_model()
+        self.open_data()
+        self.load_and_check_teacher()
+        module = self.build_module()
         trainer = self.build_trainer(module)
         if self.dist.is_main:
             self.write_records()
@@ -357,41 +363,6 @@ def load_teacher(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 def teacher_pairing_kwargs(teacher_ckpt: dict[str, Any]) -> dict[str, Any]:
     kwargs = teacher_ckpt["model_spec"].get("kwargs", {})
     return {k: copy.deepcopy(v) for k, v in kwargs.items() if k in PAIRING_KWARGS}
-
-
-@dataclass
-class DistillSetup:
-    """What a distillation needs before step 1, every pairing check passed: the teacher (read once), the
-    student built to pair with it, and the Distiller joining the two."""
-
-    data: Datasets
-    teacher: nn.Module
-    teacher_checkpoint: dict[str, Any]
-    teacher_sha256: str
-    student: nn.Module
-    distiller: Any  # a distill.Distiller (imported where it is used: the distill package is optional here)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def adapter_params(self) -> int:
-        """Parameters of the adaptation layers (trained with the student, not exported)."""
-        return sum(p.numel() for p in self.distiller.adapters.parameters())
-
-
-def prepare_distillation(cfg: ExperimentConfig, data: Datasets | None = None, log: Log = print) -> DistillSetup:
-    """Teacher, student and Distiller for ``cfg`` with every check that must pass before step 1."""
-    from ..distill.distiller import Distiller
-
-    if not cfg.teacher:
-        raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
-    data = data or open_datasets(cfg)
-    teacher, ckpt = load_teacher(cfg.teacher)
-    if list(ckpt["class_names"]) != list(data.train.class_names):
-        raise PairingError(f"{cfg.teacher}: the teacher's classes {ckpt['class_names']} differ from the dataset's "
-                           f"{data.train.class_names}")
-    student = build_model(cfg, data.train.num_classes, inherit=teacher_pairing_kwargs(ckpt))
-    distiller = Distiller(teacher, student, cfg.distill)
-    return DistillSetup(data, teacher, ckpt, file_sha256(cfg.teacher), student, distiller)
 
 
 def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDataset | None, log: Log) -> float | None:
@@ -415,6 +386,34 @@ def check_teacher(teacher: nn.Module, cfg: ExperimentConfig, val: DetectionDatas
     return score
 
 
+def rank_barrier(dist: DistContext | None) -> Callable[[], None] | None:
+    """What waits for every rank of a distributed run (None outside one): handed to code below the engine."""
+    if dist is None or not dist.distributed:
+        return None
+    return lambda: barrier(dist)
+
+
+def teacher_cache_folder(cfg: ExperimentConfig, shared: str | Path | None = None, log: Log = print) -> str | None:
+    """Where the teacher cache of a run of ``cfg`` lives (None: the teacher runs live); the one place that decides.
+
+    ``distill.teacher_cache`` when set. Otherwise ``shared``, a folder a caller running many distillations of one
+    teacher on one training set offers (a search's, a study's), when the augmentation can be enumerated (else a
+    note says why each run runs its teacher live); without ``shared``, None.
+    """
+    if cfg.distill.teacher_cache:
+        return cfg.distill.teacher_cache
+    if shared is None:
+        return None
+    from ..distill.teacher_cache import TeacherCacheError, flip_states
+
+    try:
+        flip_states(augmentation(cfg).config)
+    except TeacherCacheError as exc:
+        log(f"no teacher cache ({exc}); each run runs the teacher live")
+        return None
+    return str(shared)
+
+
 def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: DetectionDataset, augment: Any,
                        teacher_sha256: str, previous_metadata: dict[str, Any] | None = None, log: Log = print,
                        dist: DistContext | None = None) -> TeacherCache:
@@ -429,10 +428,10 @@ def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: Detec
 
     device = dist.device if dist is not None else torch.device("cpu")
     teacher.to(device)
-    cache = open_or_build(cfg.distill.teacher_cache, teacher, cfg.teacher, dataset, augment,
+    cache = open_or_build(teacher_cache_folder(cfg), teacher, cfg.teacher, dataset, augment,
                           cfg.distill.teacher_cache_dtype, teacher_sha256=teacher_sha256,
-                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log, dist=dist,
-                          device=device)
+                          batch_size=cfg.train.batch_size, progress=cfg.train.progress, log=log,
+                          is_main=dist is None or dist.is_main, barrier=rank_barrier(dist), device=device)
     before = (previous_metadata or {}).get("teacher_cache", {}).get("manifest_sha256")
     if previous_metadata and before is None:
         log("teacher cache: the run being resumed ran its teacher live; from here on it reads the cache")
@@ -446,10 +445,12 @@ def open_teacher_cache(cfg: ExperimentConfig, teacher: nn.Module, dataset: Detec
 class DistillRun(TrainRun):
     """A :class:`TrainRun` that trains a :class:`~detdistill.distill.Distiller` (student + frozen teacher).
 
-    The teacher file is read once (:meth:`setup`), its classes and pairing checked, its validation score
-    checked against ``distill.teacher_min_map``, its SHA-256 recorded (and compared on resume). The teacher is
-    scored on the test split beside the student. :meth:`dry_run_report` returns the pairing report and the
-    term plan without touching the run folder.
+    :meth:`load_and_check_teacher` reads the teacher file once, checks its classes against the data, its
+    SHA-256 against a resumed run's, its validation score against ``distill.teacher_min_map``, and opens the
+    teacher cache when the run has one (:func:`teacher_cache_folder`): the Distiller's
+    :class:`~detdistill.distill.teacher.TeacherSource`. :meth:`build_module` builds the student to pair with
+    the teacher and the Distiller joining them. The teacher is scored on the test split beside the student.
+    :meth:`dry_run_report` returns the pairing report and the term plan without touching the run folder.
     """
 
     kind = "distill"
@@ -457,94 +458,125 @@ class DistillRun(TrainRun):
 
     def __init__(self, cfg: ExperimentConfig, **kwargs: Any) -> None:
         super().__init__(cfg, **kwargs)
-        self._setup: DistillSetup | None = None
+        self.teacher: nn.Module | None = None
+        self.teacher_checkpoint: dict[str, Any] = {}
+        self.teacher_sha256 = ""
+        self.teacher_val_score: float | None = None
+        self.teacher_source: Any = None  # None: the live teacher; else the TeacherCache
+        self.distiller: Any = None  # a distill.Distiller (imported where it is used)
 
-    def setup(self) -> DistillSetup:
-        """Datasets, the teacher (read once), the paired student and the Distiller; built on first use."""
-        if self._setup is None:
-            self._setup = prepare_distillation(self.cfg, data=self.data, log=self.log)
-            self.data = self._setup.data
-            self.train_set, self.unlabeled_info = open_unlabeled_for_run(self.cfg, self.data, self.log)
-        return self._setup
+    @property
+    def adapter_params(self) -> int:
+        """Parameters of the adaptation layers (trained with the student, not exported)."""
+        return sum(p.numel() for p in self.distiller.adapters.parameters())
+
+    def open_data(self) -> Datasets:
+        """The datasets, and the training set mixed with ``data.unlabeled`` when set."""
+        if not self.cfg.teacher:  # before any data is read: the likelier mistake, and the cheaper check
+            raise ConfigError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
+        self.data = self.dataset_factory(self.cfg)
+        self.train_set, self.unlabelled_info = open_unlabelled_for_run(self.cfg, self.data, self.log)
+        return self.data
+
+    def load_and_check_teacher(self, check: bool = True) -> None:
+        """Read the teacher (once) and check its classes; with ``check`` (not in a dry run) also its file
+        against a resumed run's, its validation score, and open its cache."""
+        cfg = self.cfg
+        assert self.data is not None and self.train_set is not None and cfg.teacher  # set by open_data
+        self.teacher, self.teacher_checkpoint = load_teacher(cfg.teacher)
+        names = self.teacher_checkpoint["class_names"]
+        if list(names) != list(self.data.train.class_names):
+            raise PairingError(f"{cfg.teacher}: the teacher's classes {names} differ from the dataset's "
+                               f"{self.data.train.class_names}")
+        self.teacher_sha256 = file_sha256(cfg.teacher)
+        if not check:
+            return
+        previous = self.previous_metadata.get("teacher", {}).get("sha256")
+        if previous and previous != self.teacher_sha256:
+            raise CheckpointError(f"{cfg.teacher}: the teacher file changed since this run started (SHA-256 "
+                                  f"{self.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two "
+                                  "teachers. Start a new run folder")
+        self.teacher_val_score = check_teacher(self.teacher, cfg, self.data.val, self.log)
+        self.run_info = {"teacher_val_mAP50": self.teacher_val_score}
+        folder = teacher_cache_folder(cfg)
+        if folder:
+            self.teacher_source = open_teacher_cache(cfg, self.teacher, self.train_set, augmentation(cfg).config,
+                                                     self.teacher_sha256, self.previous_metadata, log=self.log,
+                                                     dist=self.dist)
+            self.run_info["teacher_cache"] = {"dir": str(folder), "manifest_sha256": self.teacher_source.sha256}
+        elif self.previous_metadata.get("teacher_cache"):
+            self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
+
+    def build_module(self) -> nn.Module:
+        """The student, built to pair with the teacher, and the Distiller joining the two."""
+        from ..distill.distiller import Distiller
+
+        assert self.data is not None and self.teacher is not None  # set by open_data, load_and_check_teacher
+        student = build_model(self.cfg, self.data.train.num_classes,
+                              inherit=teacher_pairing_kwargs(self.teacher_checkpoint))
+        self.distiller = Distiller(self.teacher, student, self.cfg.distill, teacher_source=self.teacher_source)
+        if self.unlabelled_info is not None:
+            plan = self.distiller.plan
+            self.run_info["unlabeled"] = {**self.unlabelled_info, "terms": [
+                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
+        return self.distiller
 
     def dry_run_report(self) -> str:
         """The pairing report, the term plan and the adaptation layers' size; nothing is written."""
         from ..models import describe_pairing
 
-        s = self.setup()
-        size = (int(s.student.transform.min_size[-1]),) * 2
-        report = f"{describe_pairing(s.teacher, s.student, size)}\n{s.distiller.plan}"
-        if self.unlabeled_info is not None:
-            report += "\n" + "\n".join(s.distiller.plan.unlabelled_lines(self.unlabeled_info["images"],
-                                                                        self.unlabeled_info["pseudo_label_score"]))
-        return report + f"\nadaptation parameters: {s.adapter_params} (trained with the student, not exported)"
-
-    def build_datasets(self) -> Datasets:
-        return self.setup().data
-
-    def build_model(self) -> nn.Module:
-        s = self.setup()
-        previous = self.previous_metadata.get("teacher", {}).get("sha256")
-        if previous and previous != s.teacher_sha256:
-            raise CheckpointError(f"{self.cfg.teacher}: the teacher file changed since this run started (SHA-256 "
-                                  f"{s.teacher_sha256[:12]}… ≠ {previous[:12]}…); resuming would mix two teachers. "
-                                  "Start a new run folder")
-        score = check_teacher(s.teacher, self.cfg, s.data.val, self.log)
-        s.extra["teacher_val_mAP50"] = score
-        self.run_info = {"teacher_val_mAP50": score}
-        if self.unlabeled_info is not None:
-            plan = s.distiller.plan
-            self.run_info["unlabeled"] = {**self.unlabeled_info, "terms": [
-                n for n, on in plan.terms.items() if on and n not in plan.labelled_only]}
-        if self.cfg.distill.teacher_cache:
-            s.distiller.teacher_cache = open_teacher_cache(
-                self.cfg, s.teacher, self.train_set, augmentation(self.cfg).config, s.teacher_sha256,
-                self.previous_metadata, log=self.log, dist=self.dist)
-            self.run_info["teacher_cache"] = {"dir": str(self.cfg.distill.teacher_cache),
-                                              "manifest_sha256": s.distiller.teacher_cache.sha256}
-        elif self.previous_metadata.get("teacher_cache"):
-            self.log("teacher cache: the run being resumed read a teacher cache; from here on its teacher runs live")
-        return s.distiller
+        self.open_data()
+        self.load_and_check_teacher(check=False)
+        distiller = self.build_module()
+        size = (int(distiller.student.transform.min_size[-1]),) * 2
+        report = f"{describe_pairing(self.teacher, distiller.student, size)}\n{distiller.plan}"
+        if self.unlabelled_info is not None:
+            report += "\n" + "\n".join(distiller.plan.unlabelled_lines(self.unlabelled_info["images"],
+                                                                      self.unlabelled_info["pseudo_label_score"]))
+        return report + f"\nadaptation parameters: {self.adapter_params} (trained with the student, not exported)"
 
     def exported(self, module: nn.Module) -> nn.Module:
         return module.student
 
     def metadata(self) -> dict[str, Any]:
-        s = self.setup()
         return {**super().metadata(),
-                "teacher": {"path": str(self.cfg.teacher), "sha256": s.teacher_sha256,
-                            "val_mAP50": s.extra.get("teacher_val_mAP50"),
-                            "model_spec": s.teacher_checkpoint["model_spec"]},
+                "teacher": {"path": str(self.cfg.teacher), "sha256": self.teacher_sha256,
+                            "val_mAP50": self.teacher_val_score,
+                            "model_spec": self.teacher_checkpoint["model_spec"]},
                 "distill": dataclasses.asdict(self.cfg.distill)}
 
     def write_records(self) -> None:
         super().write_records()
-        s = self.setup()
-        atomic_write_text(f"{s.distiller.plan}\nadaptation parameters: {s.adapter_params}\n", self.folder.plan)
+        atomic_write_text(f"{self.distiller.plan}\nadaptation parameters: {self.adapter_params}\n", self.folder.plan)
 
     def test_models(self, module: nn.Module) -> dict[str, nn.Module]:
-        return {"model": module.student, "teacher": self.setup().teacher}
+        assert self.teacher is not None
+        return {"model": module.student, "teacher": self.teacher}
 
 
 # ------------------------------------------------------------------------------------ one-call forms
 def train_detector(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                   dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+                   dist: DistContext | None = None, overwrite: bool = False,
+                   datasets: DatasetFactory | None = None) -> RunSummary:
     """Train ``cfg.model`` on ``cfg.data``; checkpoints, metrics and the summary go to ``cfg.train.out_dir``.
 
     ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
-    ``resume``. The same as ``TrainRun(cfg, ...).run()``.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory` (default: the config's splits). The same as
+    ``TrainRun(cfg, ...).run()``.
     """
-    return TrainRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+    return TrainRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist, datasets=datasets).run()
 
 
 def distill_student(cfg: ExperimentConfig, resume: bool = False, log: Log = print,
-                    dist: DistContext | None = None, overwrite: bool = False) -> RunSummary:
+                    dist: DistContext | None = None, overwrite: bool = False,
+                    datasets: DatasetFactory | None = None) -> RunSummary:
     """Distil ``cfg.teacher`` into ``cfg.model`` on ``cfg.data``; the same as ``DistillRun(cfg, ...).run()``.
 
     ``overwrite=False`` (the default, as in the CLI) refuses a run folder that already holds files unless
-    ``resume``. The pairing report without training: :func:`dry_run_report`.
+    ``resume``. ``datasets``: the run's :data:`DatasetFactory`. The pairing report without training:
+    :func:`dry_run_report`.
     """
-    return DistillRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist).run()
+    return DistillRun(cfg, resume=resume, overwrite=overwrite, log=log, dist=dist, datasets=datasets).run()
 
 
 def dry_run_report(cfg: ExperimentConfig, log: Log = print) -> str:
@@ -552,21 +584,23 @@ def dry_run_report(cfg: ExperimentConfig, log: Log = print) -> str:
     return DistillRun(cfg, log=log).dry_run_report()
 
 
-def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print) -> TeacherCache:
-    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split.
+def cache_teacher(cfg: ExperimentConfig, out: str | Path | None = None, log: Log = print,
+                  datasets: DatasetFactory | None = None) -> TeacherCache:
+    """``detdistill cache-teacher``: build (or check) the cache of ``cfg.teacher`` on ``cfg.data``'s train split
+    (or the training set of ``datasets``, the runs' :data:`DatasetFactory`).
 
     ``cfg`` is not changed (the cache covers the training split only, so a copy drops the others)."""
     from ..distill.teacher_cache import MANIFEST, TeacherCacheError, open_or_build
 
     if not cfg.teacher:
         raise TeacherCacheError("teacher: no teacher checkpoint given (--teacher PATH or teacher=PATH)")
-    folder = out or cfg.distill.teacher_cache
+    folder = out or teacher_cache_folder(cfg)
     if not folder:
         raise TeacherCacheError("--out: no cache folder given (--out DIR or distill.teacher_cache=DIR)")
     cfg = copy.deepcopy(cfg)
     cfg.data.val_split = cfg.data.test_split = None
-    data = open_datasets(cfg)
-    train_set, _ = open_unlabeled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
+    data = (datasets or open_datasets)(cfg)
+    train_set, _ = open_unlabelled_for_run(cfg, data, log)  # the cache covers the unlabelled images too
     teacher, _ = load_teacher(cfg.teacher)
     existed = (Path(folder) / MANIFEST).is_file()
     cache = open_or_build(folder, teacher, cfg.teacher, train_set, augmentation(cfg).config,

@@ -27,14 +27,15 @@ from ..data.loader import build_loader
 from ..utils import atomic_torch_save, atomic_write_text, seed_everything
 from .checkpoint import BEST, LAST, capture_rng_state, load_training_checkpoint, restore_rng_state
 from .distributed import DistContext, barrier, reduce_mean
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DetDistillError
 
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 ExportFn = Callable[[nn.Module], dict[str, Any]]
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or Inf; the message names the term, the step and the last good checkpoint."""
+class NonFiniteLossError(DetDistillError, RuntimeError):
+    """A loss term or the gradient norm became NaN or Inf; the message names the step, the term (for the
+    gradient, the largest loss term) and the last good checkpoint. Also a ``RuntimeError``, as it was."""
 
 
 @dataclass
@@ -328,9 +329,21 @@ class Trainer:
             values.update({f"kd/{k}": float(v) for k, v in stats.items()})
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        norm = None
         if self.optim_cfg.grad_clip_norm:
             self.scaler.unscale_(self.optimizer)
-            values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.optim_cfg.grad_clip_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.optim_cfg.grad_clip_norm)
+            values["grad_norm"] = float(norm)
+        elif not self.scaler.is_enabled():
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        # With AMP an Inf gradient is the scaler's signal to skip the step and lower its scale; without it,
+        # clipping an Inf norm zeroes (or NaNs) every update, so the run would go on learning nothing.
+        if norm is not None and not self.scaler.is_enabled() and not math.isfinite(float(norm)):
+            largest = max((k for k in values if k.startswith("loss")), key=lambda k: abs(values[k]), default="?")
+            raise NonFiniteLossError(
+                f"gradient norm is {float(norm)} at step {self.step + 1} (largest loss term: '{largest}' = "
+                f"{values.get(largest, float('nan')):.3g}); the weights were not updated. The last good checkpoint "
+                f"is {self._last_good()}. Lower that term's weight or optim.lr")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()

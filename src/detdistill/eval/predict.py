@@ -4,11 +4,14 @@ What ``detdistill predict`` runs. The JSON (``detections.json``) is a COCO objec
 the order the files were given, a folder's files sorted by name; or the dataset's own ids when predicting on
 a dataset, ``predict --data``), ``categories`` (the checkpoint's source ids and names) and
 ``annotations`` carrying a ``score`` each, so ``detdistill evaluate --detections`` reads it directly, and
-``skipped``: the files that could not be decoded (``on_bad_image="skip"``, the default), each with its reason.
+``skipped``: the files that could not be decoded, each with its reason, and ``repaired``: truncated files
+decoded as far as they go (``on_bad_image="repair"``, the rule of :mod:`detdistill.data.image_check`).
 
 The output folder is complete or untouched: everything is written into a hidden ``.<name>.partial-<pid>``
 folder beside it and moved into place at the end, so a stop (``on_bad_image="stop"``, Ctrl-C, a crash)
-never leaves drawn PNGs without their ``detections.json``.
+never leaves drawn PNGs without their ``detections.json``. Predicting again into the same folder
+(``--overwrite``) replaces the earlier prediction: its drawn PNGs (listed in its ``detections.json``) that the
+new one does not write are removed, so no stale image is left beside the new detections.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .coco import EvalInputError
 from .inference import _ModeGuard, _model_device, outputs_to_coco
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-ON_BAD_IMAGE_CHOICES = ("skip", "stop")
+ON_BAD_IMAGE_CHOICES = ("repair", "skip", "stop")
 _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
             "#469990", "#9a6324", "#800000", "#000075"]
 
@@ -113,7 +116,8 @@ def predict_images(
 
     ``image_ids`` numbers the images (default 1..N in the given order); ``load_image(i)`` decodes image ``i``
     (default: the file, as RGB in [0, 1]). An image that cannot be decoded is listed in the result's
-    ``skipped`` (``on_bad_image="skip"``) or stops the run before anything reaches ``out_dir`` (``"stop"``).
+    ``skipped`` (``on_bad_image="skip"``) or stops the run before anything reaches ``out_dir`` (``"stop"``);
+    ``"repair"`` decodes a truncated file as far as it goes (listed in ``repaired``) and skips the rest.
     Returns the COCO object written. Drawn PNGs are named after the input (``<stem>.png``; a repeated stem
     gets its image id as a prefix). Boxes are in the original image's pixels.
 
@@ -140,19 +144,23 @@ def predict_images(
     if len(numbers) != len(paths) or len(set(numbers)) != len(numbers):
         raise EvalInputError(f"image_ids: {len(numbers)} ids ({len(set(numbers))} distinct) for {len(paths)} images")
     doc: dict[str, Any] = {"images": [], "annotations": [],
-                           "categories": [{"id": int(c), "name": names[c]} for c in ids], "skipped": []}
+                           "categories": [{"id": int(c), "name": names[c]} for c in ids], "skipped": [],
+                           "repaired": []}
     used_stems: set[str] = set()
     if load_image is None and on_bad_image == "stop":
-        from ..data.validate import read_image_size
+        from ..data.image_check import verdict
 
-        for p in paths:  # a bad header stops here, before the model runs
-            _decoded(lambda p=p: read_image_size(p), on_bad_image, doc, p, None)
+        # Every file checked before the model runs; every bad one named at once.
+        bad = [message for status, _, _, message in map(verdict, paths) if status != "ok"]
+        if bad:
+            raise DatasetError(f"{len(bad)} of {len(paths)} images cannot be decoded: {'; '.join(bad)} (nothing was "
+                               "written; --on-bad-image skip predicts on the other images and lists the skipped ones)")
 
     def decode(k: int) -> torch.Tensor | None:
         if load_image is not None:
             return _decoded(lambda: load_image(k), on_bad_image, doc, paths[k], numbers[k])
-        return _decoded(lambda: F.to_dtype(F.pil_to_tensor(load_rgb_image(paths[k])), torch.float32, scale=True),
-                        on_bad_image, doc, paths[k], numbers[k])
+        return _decoded(lambda: _file_tensor(paths[k], numbers[k], on_bad_image, doc), on_bad_image, doc, paths[k],
+                        numbers[k])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_partials(out_dir)
@@ -170,6 +178,18 @@ def predict_images(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return doc
+
+
+def _file_tensor(path: Path, image_id: int, on_bad_image: str, doc: dict[str, Any]) -> torch.Tensor:
+    """The file as a float tensor; under ``repair`` a truncated file is decoded as far as it goes and listed."""
+    try:
+        img = load_rgb_image(path)
+    except DatasetError as exc:
+        if on_bad_image != "repair" or "truncated" not in str(exc):
+            raise
+        img = load_rgb_image(path, allow_truncated=True)
+        doc["repaired"].append({"file_name": str(path), "id": image_id, "reason": str(exc)})
+    return F.to_dtype(F.pil_to_tensor(img), torch.float32, scale=True)
 
 
 def _decoded(fn: Callable[[], Any], on_bad_image: str, doc: dict[str, Any], path: Path, image_id: int | None) -> Any:
@@ -203,9 +223,24 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         os.replace(staging, out_dir)
         return
+    earlier = _drawn_by(out_dir / "detections.json")
     staged = sorted(staging.iterdir(), key=lambda p: p.name == "detections.json")
     for item in staged:
         os.replace(item, out_dir / item.name)
+    # The earlier prediction's drawn images the new one did not replace would sit beside the new
+    # detections.json as if they were its own.
+    for name in sorted(earlier - {p.name for p in staged}):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _drawn_by(detections: Path) -> set[str]:
+    """The PNG names an earlier ``detections.json`` lists as drawn (nothing when absent or unreadable)."""
+    try:
+        doc = json.loads(detections.read_text(encoding="utf-8"))
+        return {Path(str(img["drawn"])).name for img in doc.get("images", []) if isinstance(img, dict) and
+                img.get("drawn")}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
 
 
 def _predict_batches(model: Any, paths: list[Path], numbers: list[int], decode: Callable[[int], Any],

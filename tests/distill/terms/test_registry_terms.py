@@ -78,7 +78,7 @@ def test_recipes_and_switches_resolve():
     assert active_terms(DistillConfig(recipe="none")) == []
     cfg = DistillConfig(recipe="none", rcn_soft=True)
     assert [s.name for s in active_terms(cfg)] == ["rcn_soft"]
-    with pytest.raises(ValueError, match=r"unknown value 'chen'; choose one of \['default', 'chen2017'"):
+    with pytest.raises(ValueError, match=r"unknown value 'chen'; did you mean 'chen2017'\? choose one of \['default', 'chen2017'"):
         active_terms(DistillConfig(recipe="chen"))
     cfg = DistillConfig(recipe="chen2017")
     cfg.terms.rcn_dkd.enabled = True

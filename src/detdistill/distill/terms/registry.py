@@ -161,7 +161,11 @@ def resolve_recipe(name: str) -> Recipe:
     """``default`` -> :data:`DEFAULT_RECIPE`; an unknown name is a PairingError naming the known ones."""
     key = DEFAULT_RECIPE if name == "default" else name
     if key not in RECIPES:
-        raise PairingError(f"distill.recipe: unknown value {name!r}; choose one of {['default', *RECIPES]}")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), ["default", *RECIPES], n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PairingError(f"distill.recipe: unknown value {name!r}; {hint}choose one of {['default', *RECIPES]}")
     return RECIPES[key]
 
 

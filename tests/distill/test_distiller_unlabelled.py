@@ -120,7 +120,7 @@ def test_unlabelled_anchors_are_sampled_with_the_teacher_as_the_oracle():
     ctx = TermContext(rpn=RPNSamples(torch.zeros(2 * per_image), torch.zeros(2 * per_image, 4), t_obj,
                                      torch.zeros(2 * per_image, 4), torch.tensor([0, 1, 2]), torch.tensor([0]),
                                      torch.zeros(2 * per_image, 4), 3))
-    distiller._sample_unlabelled_anchors(ctx, [True, False], per_image)
+    ctx.rpn = distiller.unlabelled.sample_anchors(ctx.rpn, [True, False], per_image, sampler)
     extra = ctx.rpn.sampled[3:]
     num_pos = int(sampler.batch_size_per_image * sampler.positive_fraction)
     assert ctx.rpn.num_sampled == 3 + sampler.batch_size_per_image == 3 + len(extra)
@@ -157,7 +157,7 @@ def test_pseudo_labels_become_the_hard_targets_of_unlabelled_images():
     twin = copy.deepcopy(student).train()
     distiller = Distiller(teacher, student, cfg).train()
     box = [10.0, 12.0, 50.0, 60.0]
-    distiller._teacher_detections = _fake_detections(box)
+    distiller.unlabelled.teacher_detections = _fake_detections(box)
     images, targets = _batch()
     torch.manual_seed(5)
     got = distiller(images, [targets[0], _unlabel(targets[1]), targets[2]])
@@ -175,7 +175,7 @@ def test_object_masks_come_from_the_teachers_boxes_on_unlabelled_images():
     teacher, student = _models()
     distiller = Distiller(teacher, student, cfg).train()
     box = [8.0, 8.0, 40.0, 40.0]
-    distiller._teacher_detections = _fake_detections(box)
+    distiller.unlabelled.teacher_detections = _fake_detections(box)
     images, targets = _batch()
     distiller(images, [targets[0], _unlabel(targets[1]), targets[2]])
     got = distiller.stats["fgd"]
@@ -203,8 +203,8 @@ def test_teacher_detections_on_an_unlabelled_image_are_the_teachers_own():
     distiller = Distiller(teacher, student, DistillConfig(recipe="pkd")).train()
     images, targets = _batch()
     image_list, _ = student.transform(images, targets)
-    features = distiller.teacher_outputs(image_list, targets, need_rpn=False).features
-    got = distiller._teacher_detections(image_list, features, [1])[0]
+    features = distiller.teacher_source.teacher_outputs(image_list, targets, need_rpn=False).features
+    got = distiller.unlabelled.teacher_detections(image_list, features, [1])[0]
     want = teacher([images[1]])[0]  # eval mode; the image is already at the model's size (scale 1)
     assert len(want["boxes"]) > 0
     for key in ("boxes", "labels", "scores"):

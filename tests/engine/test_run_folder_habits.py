@@ -1,4 +1,4 @@
-"""Run-folder habits from issue 21: the Ctrl-C note, distill's progress label, the teacher-check size, the
+"""Run-folder habits (gathered in issue 21): the Ctrl-C note, distill's progress label, the teacher-check size, the
 empty-epoch refusal."""
 
 import pytest

@@ -1,14 +1,14 @@
-"""Issue 21's bad-input corpus: each case is what a user did, and what must come of it.
+"""The bad-input corpus (gathered in issue 21): each case is what a user did, and what must come of it.
 
 A case function gets an empty folder, runs the CLI (or the library) and returns quietly when the outcome is
 right: a one-line error naming the key/file (``expect_error``) or a correct result. It raises
 :class:`Wrong` for a silently wrong or unclear outcome; any other exception escaping is a traceback.
 
-``tests/test_issue21_corpus.py`` runs every case in-process. The driver below runs each in its own
+``tests/test_bad_input_corpus.py`` runs every case in-process. The driver below runs each in its own
 process with a timeout, against any source tree, and prints the counts::
 
-    python tests/corpus/issue21.py --src src          # this tree
-    python tests/corpus/issue21.py --src /work/main/src  # the integration tree, for "before" counts
+    python tests/corpus/bad_inputs.py --src src          # this tree
+    python tests/corpus/bad_inputs.py --src /work/main/src  # the integration tree, for "before" counts
 """
 
 from __future__ import annotations
@@ -422,8 +422,10 @@ def error_in_a_dataloader_worker_is_one_line(tmp: Path) -> None:
         img.unlink()
         raw = jpg.read_bytes()
         jpg.write_bytes(raw[:len(raw) // 2])  # truncated: the header reads, the pixels do not
-    expect_error(train_args(tmp, f"data.source={data}", "data.val_split=null", "data.num_workers=1"),
-                 "cannot decode image")
+    # The pre-flight image check (data.on_bad_image, issue #38) now finds truncated files before any worker
+    # starts: under the default, repair, this run trains; under error it stops before step 1, in one line.
+    expect_error(train_args(tmp, f"data.source={data}", "data.val_split=null", "data.num_workers=1",
+                            "data.on_bad_image=error"), "cannot decode image")
 
 
 @case("traceback")
@@ -643,7 +645,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(args.src).resolve()), here]),
                    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            code = f"from issue21 import run_one; run_one({name!r}, {tmp!r})"
+            code = f"from bad_inputs import run_one; run_one({name!r}, {tmp!r})"
             try:
                 proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                       timeout=args.timeout, cwd=tmp)

@@ -1,4 +1,4 @@
-"""Issue 21 in evaluate / predict: ground-truth ids, crowd flags, output folders, checkpoint fields."""
+"""What evaluate / predict do with their inputs (gathered in issue 21): ground-truth ids, crowd flags, output folders, checkpoint fields."""
 
 import json
 

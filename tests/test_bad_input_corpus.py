@@ -1,12 +1,13 @@
-"""Issue 21's corpus of bad inputs and newcomer habits (tests/corpus/issue21.py): every case is handled.
+"""The corpus of bad inputs and newcomer habits (tests/corpus/bad_inputs.py, gathered in issue 21): every case
+is handled.
 
 Each case fails on the integration tree of the issue's date (hang, traceback, silently wrong or unclear
-outcome) and passes here; ``python tests/corpus/issue21.py --src <tree>`` prints the counts for any tree.
+outcome) and passes here; ``python tests/corpus/bad_inputs.py --src <tree>`` prints the counts for any tree.
 """
 
 import pytest
 
-from corpus.issue21 import CASES
+from corpus.bad_inputs import CASES
 
 
 @pytest.mark.parametrize("name", list(CASES))
