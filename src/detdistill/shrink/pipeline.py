@@ -17,13 +17,14 @@ whose inputs are unchanged and recomputes the others, saying what changed. Run f
 Every run folder holds ``key.json`` (written before its first step) and its done marker ``score.json``;
 a run cut short resumes from its last checkpoint, and every run is seeded by its own seed alone, so a kill
 at any moment followed by the same command gives the student of an uninterrupted search bit for bit.
-Training goes through one function, :func:`train_run`; the study runner's dataset factory takes its place
-when it lands (one change there).
+Training goes through one function, :func:`train_run` (the engine's run object with the search's datasets
+as its dataset factory).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import shutil
 import statistics
@@ -67,15 +68,19 @@ def _recorded_config(last: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+def _given(data: Datasets, cfg: ExperimentConfig) -> Datasets:
+    """The search's datasets for a run of any config (a :data:`~detdistill.engine.run.DatasetFactory`)."""
+    return data
+
+
 def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) -> None:
     """Train one run of the search into ``cfg.train.out_dir``, resuming it when it was cut short.
 
-    The one place the search trains: the engine's run object handed the search's datasets (the hold-out,
-    no test split). Seeded by ``train.seed`` here, so that what a run draws before its first step (a student
-    given as a checkpoint gets fresh adaptation layers) does not depend on what ran before it in the process.
-    The resume check compares the run's settings, not where its files are: a moved run folder's init
-    checkpoint and data source are taken as recorded (the run's key, checked by the caller, holds their
-    content).
+    The one place the search trains: the engine's run object with the search's datasets as its dataset factory
+    (the hold-out, no test split: the search scores each checkpoint itself). Seeded by ``train.seed`` before
+    anything is opened, so that what a run draws does not depend on what ran before it in the process. The
+    resume check compares the run's settings, not where its files are: a moved run folder's init checkpoint
+    and data source are taken as recorded (the run's key, checked by the caller, holds their content).
     """
     from ..engine.run import DistillRun, TrainRun
 
@@ -83,7 +88,7 @@ def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) ->
     resume = last.is_file()
     base = DistillRun if distill else TrainRun
 
-    class GivenData(base):  # type: ignore[misc, valid-type]
+    class KeyedRun(base):  # type: ignore[misc, valid-type]
         def prepare_folder(self) -> None:
             real = (self.cfg.model.name, self.cfg.data.source)
             if resume:
@@ -95,17 +100,8 @@ def train_run(cfg: ExperimentConfig, data: Datasets, distill: bool, log: Log) ->
             finally:
                 self.cfg.model.name, self.cfg.data.source = real
 
-        def build_datasets(self) -> Datasets:
-            self.data = data
-            if distill:  # the distillation's setup reads self.data (and mixes in unlabelled images, if any)
-                return super().build_datasets()
-            self.train_set = data.train
-            return data
-
     seed_everything(cfg.train.seed)
-    runner = GivenData(cfg, resume=resume, overwrite=True, log=log)
-    runner.data = data
-    runner.run()
+    KeyedRun(cfg, resume=resume, overwrite=True, log=log, datasets=functools.partial(_given, data)).run()
 
 
 def _file_log(path: Path) -> Log:
@@ -148,6 +144,7 @@ class ShrinkPlan:
     ``data``: the training (fit) and validation sets the choice is made on, no test split; ``test``: the split
     the final runs are scored on (None: validation is, and every output says so). ``identity``: what the run
     folder's pieces are keyed by. ``timer``: how models are timed (:data:`~detdistill.shrink.timing.Timer`).
+    ``teacher_cache``: the folder every distillation reads the teacher from (None: live).
     ``hook(step)`` runs as each step starts (the tests stop a search there).
     """
 
@@ -160,6 +157,7 @@ class ShrinkPlan:
     identity: dict[str, Any]
     rungs: list[Rung]
     final_steps: int
+    teacher_cache: str | None
     families: Sequence[Family]
     lowrank_ratios: Sequence[float]
     tiers: Sequence[tuple[str, float, float]]
@@ -270,8 +268,9 @@ def open_plan(config: ExperimentConfig | str | Path | None, inputs: ShrinkInputs
         write_holdout(inputs.out / HOLDOUT_FILE, holdout["val"], inputs.holdout_fraction, inputs.holdout_seed,
                       holdout["reason"])
     rungs = halving_schedule(inputs.candidates, inputs.budget_steps, inputs.finalists)
-    return ShrinkPlan(inputs, cfg, data, test, teacher_model, teacher_ckpt, identity, rungs, final_steps, families,
-                      lowrank_ratios, tiers, with_baseline, timer, progress, report, log, hook)
+    cache = teacher_cache_dir(cfg, inputs.out, identity, lambda line: log(f"shrink: {line}"))
+    return ShrinkPlan(inputs, cfg, data, test, teacher_model, teacher_ckpt, identity, rungs, final_steps, cache,
+                      families, lowrank_ratios, tiers, with_baseline, timer, progress, report, log, hook)
 
 
 # ---------------------------------------------------------------------------------------------- the steps
@@ -431,7 +430,7 @@ def _run_config(plan: ShrinkPlan, cand: Candidate, init: Path | None, distil: bo
     # Zoo students are other architectures than the config's: they start from scratch.
     rc.model.weights = rc.model.backbone_weights = None
     rc.teacher = str(plan.inputs.teacher) if distil else None
-    rc.distill.teacher_cache = teacher_cache_dir(plan) if distil else None
+    rc.distill.teacher_cache = plan.teacher_cache if distil else None
     rc.data.test_split = None
     rc.train.max_steps, rc.train.seed, rc.train.eval_every = steps, seed, 0
     rc.train.checkpoint_every = max(1, min(100, steps // 4))
@@ -443,23 +442,15 @@ def _run_config(plan: ShrinkPlan, cand: Candidate, init: Path | None, distil: bo
     return rc
 
 
-def teacher_cache_dir(plan: ShrinkPlan) -> str | None:
-    """One teacher cache for every distillation of the search, in a folder named by what it holds (teacher,
-    training images, augmentation); None when the augmentation cannot be enumerated (the teacher runs live).
-    The seam for the distillation package's own cache-folder function."""
-    if plan.cfg.distill.teacher_cache:
-        return plan.cfg.distill.teacher_cache
-    from ..distill.teacher_cache import TeacherCacheError, flip_states
-    from ..engine.run import augmentation
+def teacher_cache_dir(cfg: ExperimentConfig, out: Path, identity: dict[str, Any], log: Log) -> str | None:
+    """The search's one teacher cache, shared by every distillation, in a folder named by what it holds (teacher,
+    training images, augmentation, dtype); :func:`~detdistill.engine.run.teacher_cache_folder` decides whether
+    there is one (``distill.teacher_cache`` set, or the augmentation cannot be enumerated)."""
+    from ..engine.run import teacher_cache_folder
 
-    try:
-        flip_states(augmentation(plan.cfg).config)
-    except TeacherCacheError:
-        return None
-    key = [plan.teacher_sha, plan.identity["data"]["train"], plan.identity["data"]["holdout"],
-           {k: v for k, v in config_key(plan.cfg).items() if k.startswith("data.")},
-           plan.cfg.distill.teacher_cache_dtype]
-    return str(plan.out / "teacher_cache" / digest(key))
+    key = [identity["teacher_sha256"], identity["data"]["train"], identity["data"]["holdout"],
+           {k: v for k, v in config_key(cfg).items() if k.startswith("data.")}, cfg.distill.teacher_cache_dtype]
+    return teacher_cache_folder(cfg, shared=out / "teacher_cache" / digest(key), log=log)
 
 
 def _init_checkpoint(plan: ShrinkPlan, cand: Candidate) -> Path | None:
