@@ -1,16 +1,19 @@
 """``detdistill shrink``'s choice against a hand-picked student, same data, schedule, recipe and seeds.
 
 Runs the search (:func:`detdistill.shrink.search`), then trains the hand pick with the search's own run
-function on the same training set (the hold-out excluded when there is one) for the same final steps and
-seeds, scores both on the test split, and times the teacher, the chosen student and the hand pick side by
-side in this process (interleaved image by image, the library's timer). Prints one line per figure and the
-paired difference (chosen − hand pick) with its 95 % CI when there are two seeds or more.
+function on the same training set (the hold-out excluded when there is one): one distillation of
+``--budget-steps`` (what choosing it by hand would cost: one validation run) and its final runs, the same
+final steps and seeds as the choice; scores both on the test split, and times the teacher, the chosen
+student and the hand pick side by side in this process (interleaved image by image, the library's timer).
+Prints one line per figure, the paired difference (chosen − hand pick) with its 95 % CI when there are two
+seeds or more, and the search's wall time against the hand pick's (its short run plus its final runs).
 
     # the synthetic demo pair against the demo's lean cpu_small
     python benchmarks/shrink_compare.py --demo --teacher T.pt --target-speedup 3 --out runs/shrink/demo
-    # BCCD against mobilenet_v2_050_fpn + pkd
+    # BCCD against the configs' stride-8 student + pkd
     python benchmarks/shrink_compare.py --config configs/bccd_student.yaml --teacher runs/bccd/teacher/last.pt \
-        --target-speedup 4 --hand-pick mobilenet_v2_050_fpn --hand-overrides '{}' --out runs/shrink/bccd
+        --target-speedup 4 --hand-pick mobilenet_v2_050_fpn_s8 --hand-overrides '{}' --final-seeds 3 \
+        --out runs/shrink/bccd
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ from pathlib import Path
 import torch
 
 from detdistill.config import load_config
-from detdistill.engine.run import Datasets, load_teacher
 from detdistill.models import load_detector
 from detdistill.models.timing import Latency, interleaved_times
-from detdistill.shrink import Candidate, search
-from detdistill.shrink import pipeline
+from detdistill.shrink import Candidate, check_inputs, cpu_timer, pipeline, search
+from detdistill.shrink.candidates import FAMILIES, LOWRANK_RATIOS, TEST_TIERS
 from detdistill.stats import paired_difference
 
 
@@ -53,7 +55,8 @@ def main() -> None:
     parser.add_argument("--target-margin", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget-steps", type=int, default=300)
-    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--finalists", type=int, default=2)
     parser.add_argument("--final-steps", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=1, help="seeds of the short runs")
     parser.add_argument("--final-seeds", type=int, default=1, help="seeds of the final pair (chosen, hand pick)")
@@ -74,19 +77,32 @@ def main() -> None:
         train_hand_pick(args, cfg, final_seeds, cfg.train.max_steps if args.final_steps is None else args.final_steps)
         return
     result = search(args.teacher, cfg, out=args.out, target_speedup=args.target_speedup, target_ms=args.target_ms,
-                    target_margin=args.target_margin,
-                    threads=args.threads, budget_steps=args.budget_steps, candidates=args.candidates,
-                    final_steps=args.final_steps, with_baseline=args.with_baseline, seeds=range(args.seeds),
-                    final_seeds=final_seeds, timing_images=args.timing_images)
+                    target_margin=args.target_margin, threads=args.threads, budget_steps=args.budget_steps,
+                    candidates=args.candidates, finalists=args.finalists, final_steps=args.final_steps,
+                    with_baseline=args.with_baseline, seeds=args.seeds, final_seeds=final_seeds,
+                    timing_images=args.timing_images)
     search_seconds = time.perf_counter() - start
     t0 = time.perf_counter()
-    hand_runs, data, test, teacher = train_hand_pick(args, cfg, final_seeds, result.final_steps)
+    hand_runs, short, plan = train_hand_pick(args, cfg, final_seeds, result.final_steps)
     hand_seconds = time.perf_counter() - t0
-    report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, hand_seconds)
+    report(args, result, hand_runs, short, plan, final_seeds, search_seconds, hand_seconds)
+
+
+def _plan(args, cfg):  # noqa: ANN001, ANN202
+    """The search's own plan (same inputs, so the same datasets, hold-out, teacher cache and keys)."""
+    inputs = check_inputs(teacher=args.teacher, out=args.out, target_speedup=args.target_speedup,
+                          target_ms=args.target_ms, target_margin=args.target_margin, threads=args.threads,
+                          budget_steps=args.budget_steps, candidates=args.candidates, finalists=args.finalists,
+                          final_steps=args.final_steps, seeds=args.seeds, final_seeds=args.final_seeds,
+                          timing_images=args.timing_images, holdout_fraction=0.2, holdout_seed=0)
+    return pipeline.open_plan(cfg, inputs, families=FAMILIES, lowrank_ratios=LOWRANK_RATIOS, tiers=TEST_TIERS,
+                              with_baseline=args.with_baseline, timer=cpu_timer, progress=True, report=False,
+                              log=lambda line: None, hook=lambda step: None)
 
 
 def train_hand_pick(args, cfg, final_seeds, steps):  # noqa: ANN001, ANN201
-    """The hand pick's distilled runs on the search's own training set (the same hold-out left out)."""
+    """The hand pick: one ``--budget-steps`` distillation scored on validation, then its final runs on the
+    search's own training set (the same hold-out left out), scored where the choice's final runs are."""
     if args.hand_overrides is None:
         from detdistill.demo.recipe import LEAN_STUDENT
 
@@ -94,31 +110,39 @@ def train_hand_pick(args, cfg, final_seeds, steps):  # noqa: ANN001, ANN201
     else:
         overrides = json.loads(args.hand_overrides)
     hand = Candidate("hand-pick", "zoo", "hand", args.hand_pick, overrides)
-    # The search's own datasets: the same seeded hold-out left out of training, the same test split.
-    data, test = pipeline._search_datasets(cfg, args.out, 0.2, 0, lambda line: None)
-    teacher, teacher_ckpt = load_teacher(args.teacher)
-    hand_runs = []
-    for seed in final_seeds:
-        hand_runs.append(pipeline._one_run(
-            cfg, hand, teacher, teacher_ckpt, str(args.teacher), Datasets(data.train, data.val, None), test,
-            steps, seed, args.out / "hand_pick" / f"distilled-seed{seed}", args.threads, True, "test.json"))
-    return hand_runs, data, test, teacher
+    plan = _plan(args, cfg)
+    final_on = plan.test if plan.test is not None else plan.data.val
+    short = pipeline._one_run(plan, hand, True, plan.data.val, args.budget_steps, final_seeds[0],
+                              args.out / "hand_pick" / f"short-seed{final_seeds[0]}")
+    hand_runs = [pipeline._one_run(plan, hand, True, final_on, steps, seed,
+                                   args.out / "hand_pick" / f"distilled-seed{seed}") for seed in final_seeds]
+    return hand_runs, short, plan
 
 
-def report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, hand_seconds) -> None:  # noqa: ANN001
+def report(args, result, hand_runs, short, plan, final_seeds, search_seconds, hand_seconds) -> None:  # noqa: ANN001
+    data = plan.data
     images = [data.val.load_image(i) for i in range(min(args.timing_images, len(data.val)))]
-    models = {"teacher": teacher, "chosen": load_detector(args.out / "final" / "distilled-seed0" / "last.pt"),
+    models = {"teacher": plan.teacher, "chosen": load_detector(args.out / "final" / "distilled-seed0" / "last.pt"),
               "hand pick": load_detector(args.out / "hand_pick" / "distilled-seed0" / "last.pt")}
     lat = {k: Latency.from_seconds(v) for k, v in interleaved_times(models, images, args.threads).items()}
     torch.set_num_threads(args.threads)
 
     chosen = {int(k): v for k, v in result.final["distilled"]["per_seed"].items()}
     picked = {r["seed"]: r["metrics"] for r in hand_runs}
+    sec = result.seconds
+    hand_train = short["train_seconds"] + sum(r["train_seconds"] for r in hand_runs)
+    rungs = ", ".join(f"{len(r['entered'])} x {r['steps']}" for r in result.rungs)
     lines = [f"search: {result.chosen} chosen on {result.validation['split']} ({result.validation['images']} images) "
-             f"among {len(result.shortlist)} distilled for {result.budget_steps} steps; target {result.target}",
-             f"search wall time {result.seconds['total']:.0f} s (candidates {result.seconds['candidates']:.0f}, timing "
-             f"{result.seconds['timing']:.0f}, short runs {result.seconds['search_runs']:.0f}, final runs "
-             f"{result.seconds['final_runs']:.0f}); hand pick's runs {hand_seconds:.0f} s; script {search_seconds:.0f} s"]
+             f"by successive halving ({rungs} steps, {len(result.seeds)} seed(s)); target {result.target}",
+             f"search wall time {sec['total']:.0f} s (generate {sec['generate']:.0f}, time {sec['time']:.0f}, rank "
+             f"{sec['rank']:.0f}, distil {sec['distil']:.0f}, finish {sec['finish']:.0f}; script {search_seconds:.0f})"
+             f"; hand pick: one {args.budget_steps}-step distillation + its final run(s) {hand_seconds:.0f} s wall "
+             f"({hand_train:.0f} s training, the teacher cache shared with the search); search / hand pick "
+             f"{sec['total'] / max(hand_seconds, hand_train):.2f}x"]
+    for r in result.rungs:
+        lines.append(f"rung {r['index'] + 1} ({r['steps']} steps): " + ", ".join(
+            f"{cid} {r['scores'][cid].get('mAP50', 0):.3f}{'' if cid in r['kept'] else ' (cut)'}"
+            for cid in sorted(r["entered"], key=lambda c: -r["scores"][c].get("mAP50", 0))))
     for name in ("teacher", "chosen", "hand pick"):
         lines.append(f"{name:10s} {lat[name].median_ms:7.1f} ms [p10 {lat[name].p10_ms:.1f}, p90 {lat[name].p90_ms:.1f}]"
                      f"  {lat['teacher'].median_ms / lat[name].median_ms:5.2f}x the teacher's images/s "
@@ -126,7 +150,7 @@ def report(args, result, hand_runs, data, teacher, final_seeds, search_seconds, 
     for metric in ("mAP50", "AP"):
         c = [chosen[s][metric] for s in final_seeds]
         h = [picked[s][metric] for s in final_seeds]
-        line = (f"test {metric}: chosen {statistics.fmean(c):.3f} {['%.3f' % v for v in c]}, hand pick "
+        line = (f"{result.final_split_role} {metric}: chosen {statistics.fmean(c):.3f} {['%.3f' % v for v in c]}, hand pick "
                 f"{statistics.fmean(h):.3f} {['%.3f' % v for v in h]}, teacher "
                 f"{result.teacher['test']['metrics'][metric]:.3f}")
         if len(final_seeds) >= 2:

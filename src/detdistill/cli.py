@@ -789,13 +789,21 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-margin", type=float, default=0.05,
                    help="share by which an untrained candidate's timing must beat the target to be admitted")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for timing and training (fixed, recorded)")
-    p.add_argument("--budget-steps", type=int, default=300, help="steps of each candidate's short distillation")
-    p.add_argument("--candidates", type=int, default=3, help="how many candidates get a short distillation (K)")
+    p.add_argument("--candidates", type=int, default=8,
+                   help="candidates in the first rung of successive halving (spread over the families, nearest "
+                        "the target line first)")
+    p.add_argument("--finalists", type=int, default=2, help="candidates left for the last rung")
+    p.add_argument("--budget-steps", type=int, default=300,
+                   help="steps of the last rung (each earlier rung: half the steps of the next)")
     p.add_argument("--final-steps", type=int, default=None, help="steps of the chosen one (default: train.max_steps)")
     p.add_argument("--with-baseline", action="store_true", help="also train the chosen one without the teacher")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every short run, paired by seed")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 of every rung's runs, paired by seed")
     p.add_argument("--final-seeds", type=int, default=None, help="seeds 0..N-1 of the final runs (default --seeds)")
     p.add_argument("--timing-images", type=int, default=20, help="validation images each model is timed on")
+    p.add_argument("--holdout-fraction", type=float, default=0.2,
+                   help="share of the training images held out for validation when the config has no usable "
+                        "validation split")
+    p.add_argument("--holdout-seed", type=int, default=0, help="seed of that hold-out")
     p.add_argument("--out", type=Path, required=True, help="run folder (rerun the same command to resume)")
     p.set_defaults(func=cmd_shrink)
 
@@ -803,17 +811,20 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
 def cmd_shrink(args: argparse.Namespace) -> int:
     from .config import load_config
     from .shrink import search
+    from .shrink.inputs import check_inputs
 
+    flags = dict(target_speedup=args.target_speedup, target_ms=args.target_ms, target_margin=args.target_margin,
+                 threads=args.threads, budget_steps=args.budget_steps, candidates=args.candidates,
+                 finalists=args.finalists, final_steps=args.final_steps, seeds=args.seeds,
+                 final_seeds=args.final_seeds, timing_images=args.timing_images,
+                 holdout_fraction=args.holdout_fraction, holdout_seed=args.holdout_seed)
+    check_inputs(teacher=args.teacher, out=args.out, **flags)  # every flag, before the config is read
     try:
         result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
-                        target_speedup=args.target_speedup, target_ms=args.target_ms,
-                        target_margin=args.target_margin, threads=args.threads,
-                        budget_steps=args.budget_steps, candidates=args.candidates, final_steps=args.final_steps,
-                        with_baseline=args.with_baseline, seeds=range(args.seeds), timing_images=args.timing_images,
-                        final_seeds=None if args.final_seeds is None else range(args.final_seeds))
+                        with_baseline=args.with_baseline, **flags)
     except KeyboardInterrupt:
-        print(f"shrink: stopped; rerun the same command to resume ({args.out} keeps the timing table and every "
-              "finished run; a cut-short run continues from its last checkpoint)", file=sys.stderr)
+        print(f"shrink: stopped; rerun the same command to resume ({args.out} keeps every finished piece; a "
+              "cut-short run continues from its last checkpoint)", file=sys.stderr)
         raise
     print(f"page: {result.page}; chosen student: {result.checkpoint}")
     return 0

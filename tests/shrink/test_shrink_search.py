@@ -4,54 +4,13 @@ after an interruption, the hold-out split, and that validation (never test) choo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from detdistill.engine.run import build_model
-from detdistill.models import load_detector, save_detector
-from detdistill.shrink import TargetUnreachable, search
-from detdistill.shrink import pipeline
-from detdistill.shrink.candidates import TEST_TIERS
+from shrink_fakes import TEST, FakeScores, FakeTraining, _search
 
-TIERS = (TEST_TIERS[-1],)  # the lean tier only: two candidates from the tiny family
-# Validation prefers the 32-wide box head, test the 64-wide one: a search that chose on test would pick head 64.
-VAL = {32: 0.6, 64: 0.4, 128: 0.5}
-TEST = {32: 0.3, 64: 0.9, 128: 0.8}
-
-
-class FakeTraining:
-    """Writes the run's initial model as its last.pt; records every call; can stop at the n-th call."""
-
-    def __init__(self, stop_at: int | None = None) -> None:
-        self.calls: list[tuple[Path, bool]] = []
-        self.stop_at = stop_at
-
-    def __call__(self, cfg, data, distill, log) -> None:  # noqa: ANN001
-        self.calls.append((Path(cfg.train.out_dir), distill))
-        if self.stop_at is not None and len(self.calls) == self.stop_at:
-            raise KeyboardInterrupt
-        assert data.test is None, "a training run must not see the test split"
-        model = build_model(cfg, data.train.num_classes)
-        save_detector(Path(cfg.train.out_dir) / "last.pt", model, data.train.class_names)
-
-
-class FakeScores:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    def __call__(self, model, dataset, threads) -> dict[str, float]:  # noqa: ANN001
-        head = int(model.roi_heads.box_head.fc6.out_features)
-        self.calls.append((dataset.name, head))
-        table = TEST if dataset.name.endswith("test") else VAL
-        return {"mAP50": table[head], "AP": table[head] / 2}
-
-
-def _search(teacher_path: Path, cfg, out: Path, family, **kwargs):  # noqa: ANN001, ANN003, ANN202
-    args = {"target_speedup": 0.01, "budget_steps": 2, "candidates": 2, "timing_images": 2, "families": [family],
-            "lowrank_ratios": (), "tiers": TIERS, "progress": False, "report": False, "log": lambda line: None}
-    return search(teacher_path, cfg, out=out, **{**args, **kwargs})
-
+from detdistill.models import load_detector
+from detdistill.shrink import TargetUnreachable, pipeline
 
 def test_unreachable_target_is_refused_before_any_training(teacher_path, tiny_config, tiny_family, tmp_path,  # noqa: ANN001
                                                            monkeypatch) -> None:
@@ -119,7 +78,7 @@ def test_no_validation_split_holds_out_part_of_the_training_split(teacher_path, 
 
     def training(cfg, data, distill, log) -> None:  # noqa: ANN001
         seen["train"] = {data.train.records.file_name(i) for i in range(len(data.train))}
-        seen["val"] = {data.val.records.file_name(i) for i in range(len(data.val))}
+        assert data.val is None, "a training run validates nothing: the search scores its checkpoint itself"
         FakeTraining()(cfg, data, distill, log)
 
     monkeypatch.setattr(pipeline, "train_run", training)
@@ -129,8 +88,7 @@ def test_no_validation_split_holds_out_part_of_the_training_split(teacher_path, 
     result = _search(teacher_path, tiny_config, tmp_path, tiny_family, candidates=1)
     holdout = json.loads((tmp_path / "holdout.json").read_text())
     assert result.validation["holdout"] and len(holdout["holdout_images"]) == 2
-    assert set(holdout["holdout_images"]) == seen["val"]
-    assert not seen["val"] & seen["train"] and len(seen["train"]) == 8
+    assert not set(holdout["holdout_images"]) & seen["train"] and len(seen["train"]) == 8
 
 
 @pytest.mark.slow
@@ -143,7 +101,7 @@ def test_a_real_tiny_search_writes_the_page_and_the_student(teacher_path, tiny_c
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["chosen"] == result.chosen and summary["final_steps"] == tiny_config.train.max_steps
     assert load_detector(tmp_path / "student.pt").detdistill_spec["kwargs"]["representation_size"] in (32, 64)
-    assert "baseline" in summary["final"] and (tmp_path / "final" / "baseline-seed0" / "test.json").is_file()
+    assert "baseline" in summary["final"] and (tmp_path / "final" / "baseline-seed0" / "score.json").is_file()
 
 
 def test_a_validation_split_that_overlaps_training_is_replaced_by_the_hold_out(teacher_path, tiny_config,  # noqa: ANN001

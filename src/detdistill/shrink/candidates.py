@@ -8,6 +8,10 @@ Two sources:
   proposals and detections. Every member is built with the teacher's transform, anchors and (where the family
   takes them) feature strides, and kept only if it then *measurably* pairs with the teacher anchor by anchor
   (:func:`~detdistill.models.pairing.describe_pairing`) — so a family whose strides cannot match is left out.
+- **the stride-8 form** (``mobilenet_v2_050_fpn_s8`` over the same knobs) where the teacher's training data
+  has small objects (:func:`small_object_share`): its own anchors and strides, the teacher's transform; it
+  pairs with a stride-16 teacher through the feature terms (at the strides both have), so it is kept only
+  when the config's distillation terms accept it (a :class:`~detdistill.distill.Distiller` builds).
 - **low-rank compressions of the teacher** (Tucker-2 / SVD, :mod:`detdistill.models.lowrank`) at several
   whole-model parameter ratios, each with the same test-time tiers; they start from the teacher's weights.
 
@@ -22,6 +26,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +58,11 @@ class Family:
     heads: tuple[int, ...]
     base_widths: tuple[int, ...] = ()
     takes_strides: bool = False
+    pairs: str = "anchors"
+    """``anchors``: members take the teacher's anchors and pair anchor by anchor; ``features``: members keep
+    their own anchors and strides and pair through the distillation terms (checked by building a Distiller)."""
+    small_objects_only: bool = False
+    """Generated only where the training data has small objects."""
 
     def width_value(self, mult: float) -> Any:
         if self.width_key == "widths":
@@ -65,7 +75,14 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpu", "cpu_small", "widths", (0.25, 0.5, 0.75), (32, 64), (64, 128), base_widths=(32, 64, 128),
            takes_strides=True),
     Family("mobilenet_v2", "mobilenet_v2_050_fpn", "width_mult", (0.35, 0.5, 0.75), (32, 64), (128, 256)),
+    # The BCCD configs' student (strides 8/16/32): a stride-8 level for objects a stride-16 map barely resolves.
+    Family("mobilenet_v2_s8", "mobilenet_v2_050_fpn_s8", "width_mult", (0.35, 0.5, 0.75), (32, 64), (128, 256),
+           pairs="features", small_objects_only=True),
 )
+SMALL_SIDE_STRIDES = 3
+"""A box is *small* for a teacher when its side (square root of its area, at the teacher's input scale) is
+under this many of the teacher's finest feature strides: a stride-16 map then has fewer than 3 cells across
+it (BCCD's platelets, 28-51 px at 448 px, against the MobileNetV2 teacher's stride 16)."""
 LOWRANK_RATIOS: tuple[float, ...] = (2.0, 3.0, 4.0)
 
 
@@ -114,10 +131,11 @@ def pairing_overrides(teacher: nn.Module, family: Family) -> dict[str, Any]:
     gen = teacher.rpn.anchor_generator
     out: dict[str, Any] = {
         "min_size": int(t.min_size[-1]), "max_size": int(t.max_size),
-        "image_mean": [float(v) for v in t.image_mean], "image_std": [float(v) for v in t.image_std],
-        "anchor_sizes": [[int(s) for s in level] for level in gen.sizes],
-        "aspect_ratios": [[float(r) for r in level] for level in gen.aspect_ratios],
-    }
+        "image_mean": [float(v) for v in t.image_mean], "image_std": [float(v) for v in t.image_std]}
+    if family.pairs == "features":  # its own anchors and strides
+        return out
+    out["anchor_sizes"] = [[int(s) for s in level] for level in gen.sizes]
+    out["aspect_ratios"] = [[float(r) for r in level] for level in gen.aspect_ratios]
     if family.takes_strides:
         out["strides"] = [lv.stride for lv in feature_levels(teacher) if lv.key != "pool"]
     return out
@@ -180,19 +198,64 @@ def build_candidate(candidate: Candidate, teacher: nn.Module, seed: int = 0,
     return set_test_knobs(copy.deepcopy(memo[ratio]), candidate.overrides)
 
 
+def small_object_share(dataset: Any, teacher: nn.Module) -> float:
+    """The share of ``dataset``'s boxes whose side, resized as the teacher's transform resizes the image, is
+    under :data:`SMALL_SIDE_STRIDES` times the teacher's finest feature stride.
+
+    >>> from detdistill.data.synthetic import SyntheticShapes
+    >>> from detdistill.models import build_detector
+    >>> 0.0 <= small_object_share(SyntheticShapes("train", num_images=4), build_detector("cpu_tiny", 7)) <= 1.0
+    True
+    """
+    from ..models.pairing import feature_levels
+
+    rec = dataset.records
+    if len(rec.boxes) == 0:
+        return 0.0
+    t = teacher.transform
+    stride = min(lv.stride for lv in feature_levels(teacher) if lv.key != "pool")
+    short = np.minimum(rec.widths, rec.heights).astype(float)
+    long = np.maximum(rec.widths, rec.heights).astype(float)
+    scale = np.minimum(float(t.min_size[-1]) / short, float(t.max_size) / long)[rec.box_image_index]
+    b = rec.boxes.astype(float)
+    side = np.sqrt(np.clip((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 0, None)) * scale
+    return float(np.mean(side < SMALL_SIDE_STRIDES * stride))
+
+
+def _pairs(teacher: nn.Module, model: nn.Module, fam: Family, distill_config: Any) -> str | None:
+    """None when ``model`` pairs with ``teacher`` as its family must; else why not."""
+    if fam.pairs == "anchors":
+        report = describe_pairing(teacher, model)
+        return None if report.pairs else ", ".join(c.name for c in report.checks() if not c.ok)
+    from ..distill.distiller import Distiller
+    from ..errors import DetDistillError
+
+    try:
+        Distiller(teacher, model, distill_config)
+    except DetDistillError as exc:
+        return f"the distillation terms refuse it: {exc}"
+    return None
+
+
 def generate_candidates(teacher: nn.Module, image_size: Sequence[int] | None = None,
                         families: Sequence[Family] = FAMILIES, lowrank_ratios: Sequence[float] = LOWRANK_RATIOS,
                         seed: int = 0, tiers: Sequence[tuple[str, float, float]] = TEST_TIERS,
+                        small_objects: bool = False, distill_config: Any = None,
                         log: Any = print) -> list[Candidate]:
     """Every zoo-family member that pairs with ``teacher`` and every low-rank compression of it, with params and
     GFLOPs counted on a raw image of ``image_size`` (H, W; default the teacher's ``min_size`` square), as
     ``detdistill describe`` counts them (``torch.utils.flop_counter``). ``tiers``: the test-time tiers
-    (name, share of the teacher's proposals, share of its detections)."""
+    (name, share of the teacher's proposals, share of its detections). Families marked ``small_objects_only``
+    join when ``small_objects``; feature-paired ones are checked against ``distill_config`` (default: the
+    default recipe)."""
     side = int(teacher.transform.min_size[-1])
     h, w = (int(image_size[0]), int(image_size[-1])) if image_size is not None else (side, side)
     image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     out: list[Candidate] = []
     for fam in families:
+        if fam.small_objects_only and not small_objects:
+            log(f"candidates: family {fam.name} left out: the training data has few small objects")
+            continue
         members = []
         for cand in _zoo_specs(teacher, fam, tiers):
             try:
@@ -200,9 +263,8 @@ def generate_candidates(teacher: nn.Module, image_size: Sequence[int] | None = N
             except (ValueError, TypeError) as exc:  # a knob this family cannot take at this size
                 log(f"candidates: {cand.id} left out: it does not build with the teacher's settings ({exc})")
                 continue
-            report = describe_pairing(teacher, model)
-            if not report.pairs:
-                failed = ", ".join(c.name for c in report.checks() if not c.ok)
+            failed = _pairs(teacher, model, fam, distill_config)
+            if failed is not None:
                 log(f"candidates: {cand.id} left out: it does not pair with the teacher ({failed})")
                 if not members:  # strides, anchors and transform are the family's, not the member's
                     log(f"candidates: family {fam.name} left out: its first member does not pair with the teacher")

@@ -1,14 +1,15 @@
 """The speed target, which candidates meet it, and the Pareto front over (latency, parameters).
 
 The front is the set of candidates that no other candidate beats on both counts — *as fast or faster and
-with as many parameters or more* (one of them strictly). Parameters stand for capacity here: at a given
-latency the model with more of them is the one that may learn more, so the front is where to look for the
-most accurate student at each speed. A candidate off the front is slower than some other one that is at
-least as large.
+with as many parameters or more* (one of them strictly). It is drawn on the page for orientation and does
+not choose: parameters do not rank students across families (a MobileNetV2 student and a CPU-family one of
+the same size learn differently, a low-rank one starts from the teacher), so :mod:`.halving` ranks them by
+validation accuracy after distillation.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -41,11 +42,11 @@ class Target:
         if (self.speed_up is None) == (self.ms is None):
             raise TargetError("shrink: give exactly one target, --target-speedup X or --target-ms M")
         value = self.speed_up if self.speed_up is not None else self.ms
-        if not value > 0:  # also refuses NaN
+        if not (value > 0 and math.isfinite(value)):  # NaN fails both comparisons
             flag = "--target-speedup" if self.speed_up is not None else "--target-ms"
-            raise TargetError(f"shrink: {flag} must be a positive number, got {value}")
+            raise TargetError(f"shrink: {flag} {value}: give a finite number > 0")
         if not 0.0 <= self.margin < 1.0:
-            raise TargetError(f"shrink: --target-margin must be in [0, 1), got {self.margin}")
+            raise TargetError(f"shrink: --target-margin {self.margin}: give a share in [0, 1)")
 
     def met(self, speed_up: float, median_ms: float, with_margin: bool = False) -> bool:
         m = 1.0 + (self.margin if with_margin else 0.0)
@@ -64,14 +65,17 @@ class Target:
 
 @dataclass(frozen=True)
 class Row:
-    """What the filter and the front look at: an id, the median latency, the speed-up, the parameters and the
-    kind (``zoo``: trained from scratch; ``lowrank``: starts from the teacher's weights)."""
+    """What the filter, the front and the first rung look at: an id, the median latency, the speed-up, the
+    parameters, the kind (``zoo``: trained from scratch; ``lowrank``: starts from the teacher's weights), the
+    family and the architecture (the id without its test-time tier)."""
 
     id: str
     median_ms: float
     speed_up: float
     params: int
     kind: str = "zoo"
+    family: str = ""
+    arch: str = ""
 
 
 def feasible(rows: Sequence[Row], target: Target, threads: int = 1) -> list[Row]:
@@ -99,27 +103,3 @@ def pareto_front(rows: Sequence[Row]) -> list[Row]:
              if not any(o.median_ms <= r.median_ms and o.params >= r.params
                         and (o.median_ms < r.median_ms or o.params > r.params) for o in rows)]
     return sorted(front, key=lambda r: (r.median_ms, -r.params, r.id))
-
-
-def shortlist(rows: Sequence[Row], target: Target, k: int, threads: int = 1) -> list[Row]:
-    """The ``k`` candidates to distil: those admitted by the target, front members first, largest first.
-
-    On the front more parameters means slower, so this takes the front points that spend the most of the
-    latency budget. Each kind has its own front, taken in turn (zoo, low-rank, zoo, ...): a low-rank student
-    starts from the teacher's weights and a zoo one from scratch, so parameters do not rank one against the
-    other. The rest fill up by parameters when the fronts hold fewer than ``k``.
-
-    >>> rows = [Row("z1", 10, 3.0, 500), Row("z2", 8, 3.5, 300), Row("l1", 9, 3.2, 400, "lowrank")]
-    >>> [r.id for r in shortlist(rows, Target(speed_up=3), 2)]
-    ['z1', 'l1']
-    """
-    ok = feasible(rows, target, threads)
-    kinds = sorted({r.kind for r in ok}, key=lambda kind: (kind != "zoo", kind))
-    fronts = [sorted(pareto_front([r for r in ok if r.kind == kind]), key=lambda r: (-r.params, r.median_ms, r.id))
-              for kind in kinds]
-    ordered: list[Row] = []
-    for i in range(max((len(f) for f in fronts), default=0)):
-        ordered += [f[i] for f in fronts if i < len(f)]
-    ids = {r.id for r in ordered}
-    ordered += sorted((r for r in ok if r.id not in ids), key=lambda r: (-r.params, r.median_ms, r.id))
-    return ordered[:max(1, k)]

@@ -18,7 +18,8 @@ from ..utils import atomic_write_text
 from .result import ShrinkResult
 
 CSV_FIELDS = ("id", "kind", "family", "params", "gflops", "compression", "median_ms", "p10_ms", "p90_ms",
-              "images_per_s", "speed_up", "feasible", "front", "shortlisted", "val_mAP50", "val_AP")
+              "images_per_s", "speed_up", "feasible", "front", "shortlisted", "last_rung", "last_rung_steps",
+              "val_mAP50", "val_AP")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -72,7 +73,7 @@ def pareto_figure(result: ShrinkResult, path: str | Path) -> Path:
 
     trained = [r for r in rows if r["val_mAP50"] is not None]
     right.scatter([r["images_per_s"] for r in trained], [r["val_mAP50"] for r in trained], color="tab:blue", s=30,
-                  label=f"distilled {result.budget_steps} steps (validation)")
+                  label="distilled, validation at the last rung each reached")
     for r in trained:
         right.annotate(r["id"], (r["images_per_s"], r["val_mAP50"]), textcoords="offset points", xytext=(4, 4),
                        fontsize=6)
@@ -115,10 +116,31 @@ def _table_html(rows: Sequence[dict[str, Any]], chosen: str) -> str:
     return "\n".join(out)
 
 
+def _rungs_html(result: ShrinkResult) -> str:
+    """One row per candidate per rung: its validation score there and whether it went on."""
+    head = ("rung", "steps", "candidate", "val mAP@0.5", "val AP", "outcome")
+    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    last = len(result.rungs) - 1
+    for r in result.rungs:
+        order = sorted(r["entered"], key=lambda c: r["kept"].index(c) if c in r["kept"] else len(r["entered"]))
+        for cid in order:
+            score = r["scores"].get(cid, {})
+            if cid in r["kept"]:
+                outcome = "<b>chosen</b>" if r["index"] == last else f"kept (rank {r['kept'].index(cid) + 1})"
+            else:
+                outcome = "cut here" if r["index"] < last else "finalist, not chosen"
+            cells = [str(r["index"] + 1), str(r["steps"]), html.escape(cid), _fmt(score.get("mAP50")),
+                     _fmt(score.get("AP")), outcome]
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
 def headline(result: ShrinkResult) -> str:
     d = result.final["distilled"]
     fs = result.final_speed
-    text = (f"{result.chosen}: {d['split']} mAP@0.5 {d['mean'].get('mAP50', 0):.3f}, AP {d['mean'].get('AP', 0):.3f} "
+    text = (f"{result.chosen}: {result.final_split_role} mAP@0.5 {d['mean'].get('mAP50', 0):.3f}, AP "
+            f"{d['mean'].get('AP', 0):.3f} ({d['split']}) "
             f"after {result.final_steps} steps, {fs['speed_up']:.2f}x the teacher's images/s "
             f"({'meets' if fs['meets_target'] else 'MISSES'} the target {result.target}; trained models timed side "
             f"by side, {fs['images']} images, {result.threads} thread(s))")
@@ -127,7 +149,7 @@ def headline(result: ShrinkResult) -> str:
         text += (f"; without the teacher {b.get('mAP50', 0):.3f} / {b.get('AP', 0):.3f}: distillation "
                  f"{d['mean'].get('mAP50', 0) - b.get('mAP50', 0):+.3f} mAP@0.5")
     t = result.teacher["test"]["metrics"]
-    return text + f"; teacher {t.get('mAP50', 0):.3f} / {t.get('AP', 0):.3f}."
+    return text + f"; teacher {t.get('mAP50', 0):.3f} / {t.get('AP', 0):.3f} on the same {result.final_split_role} split."
 
 
 def write_report(result: ShrinkResult) -> Path:
@@ -139,21 +161,31 @@ def write_report(result: ShrinkResult) -> Path:
     result.page = page
     summary = result.as_dict()
     summary["headline"] = headline(result)
+    if result.final_split_role != "test":
+        summary["note"] = ("the config has no test split: the final runs are scored on validation, the split the "
+                           "choice was made on, so their score is optimistic")
     atomic_write_text(json.dumps(summary, indent=1, default=str) + "\n", out / "summary.json")
     n = len(result.candidates)
     feasible = sum(r["feasible"] for r in result.candidates)
     val = result.validation
+    rungs = ", then ".join(f"{len(r['entered'])} for {r['steps']} steps" for r in result.rungs)
+    if result.final_split_role == "test":
+        scored = "scored on the test split once, at the end"
+    else:
+        scored = ("scored on the validation split, the one the choice was made on (the config has no test split), "
+                  "so that score is optimistic")
     about = (f"<code>detdistill shrink</code> generated {n} student candidates for the teacher "
              f"<code>{html.escape(result.teacher['path'])}</code> ({result.teacher['params'] / 1e6:.2f} M parameters): "
-             "zoo families that pair with it anchor by anchor, over backbone width, FPN channels, box-head width and "
+             "zoo families that pair with it (anchor by anchor, or through the feature terms for the stride-8 "
+             "form where the data has small objects), over backbone width, FPN channels, box-head width and "
              "test-time proposals and detections, and low-rank (Tucker-2 / SVD) compressions of the teacher itself. "
-             f"Each was timed against the teacher on this machine, batch 1, {result.threads} thread(s), interleaved "
-             f"image by image; {feasible} met the target ({html.escape(result.target)}). The {len(result.shortlist)} "
-             f"largest on the Pareto front of (latency, parameters) were distilled for {result.budget_steps} steps "
-             f"(seeds {result.seeds}) and scored on {html.escape(val['split'])} ({val['images']} images"
-             f"{', a seeded hold-out of the training split' if val['holdout'] else ''}); the best one was trained "
-             f"for {result.final_steps} steps (seeds {result.final_seeds}) and scored on the test split once, at "
-             "the end.")
+             f"Each was timed against the teacher on this machine ({html.escape(result.timer)}), batch 1, "
+             f"{result.threads} thread(s), interleaved image by image; {feasible} met the target "
+             f"({html.escape(result.target)}). Successive halving over measured validation accuracy: {rungs} steps "
+             f"(seeds {result.seeds}), each rung keeping the better half, scored on {html.escape(val['split'])} "
+             f"({val['images']} images{', a seeded hold-out of the training split' if val['holdout'] else ''}). "
+             f"The best finalist was trained for {result.final_steps} steps (seeds {result.final_seeds}) and "
+             f"{scored}.")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>detdistill shrink</title>",
         f"<style>{STYLE}</style></head><body>",
@@ -165,6 +197,9 @@ def write_report(result: ShrinkResult) -> Path:
         "front holds those that no other candidate beats by being as fast with as many parameters. Right: the "
         "distilled candidates' validation mAP@0.5 and the chosen one's final score, at its trained speed.</p>",
         f"<img src='{html.escape(figure.name)}' alt='speed vs size and accuracy'>",
+        "<h2>Successive halving: who was cut where, on what score</h2>",
+        "<p class='note'>Every candidate of every rung, distilled with the shared teacher cache and scored on "
+        "validation (mean over the seeds); ties go to the smaller candidate.</p>", _rungs_html(result),
         "<h2>Candidates</h2>", _table_html(result.candidates, result.chosen),
         "<h2>Files</h2><p><a href='candidates.csv'>candidates.csv</a>, <a href='summary.json'>summary.json</a>, "
         "<a href='student.pt'>student.pt</a> (the chosen distilled student, a self-describing checkpoint)</p>",

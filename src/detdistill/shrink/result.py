@@ -9,11 +9,13 @@ from typing import Any
 
 @dataclass
 class ShrinkResult:
-    """What :func:`search` found: every candidate's row, the shortlist, the choice and its final scores.
+    """What :func:`search` found: every candidate's row, the rungs, the choice and its final scores.
 
     ``candidates``: one dict per candidate (build recipe, params, GFLOPs, compression, timing, ``feasible``,
-    ``front``, ``shortlisted``, ``val`` — mean validation metrics of its short runs when it had them).
-    ``final``: ``{"distilled": {...}, "baseline": {...}}`` test metrics per seed and their mean.
+    ``front``, ``shortlisted`` — in the first rung —, ``last_rung`` and ``val_mAP50`` / ``val_AP`` there).
+    ``shortlist``: the first rung's candidates.
+    ``final``: ``{"distilled": {...}, "baseline": {...}}`` final metrics per seed and their mean, on the split
+    ``final_split_role`` names.
     ``final_speed``: the trained chosen student against the teacher, timed side by side after training.
     """
 
@@ -35,6 +37,12 @@ class ShrinkResult:
     checkpoint: Path
     page: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    """Successive halving, rung by rung: ``index``, ``steps``, ``entered`` (ids), ``scores`` (mean validation
+    metrics per id), ``kept`` (ids, best first; the last rung's first is the choice)."""
+    final_split_role: str = "test"
+    """``test``, or ``validation`` when the config has no test split (the final runs are then scored there)."""
+    timer: str = "cpu_timer"
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

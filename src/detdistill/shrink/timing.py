@@ -5,8 +5,13 @@ dataset, resized by each model's own transform, which pairing makes the teacher'
 image with :func:`detdistill.models.timing.interleaved_times` — the timer of the demo and of
 ``benchmarks/speed.py`` — warm-up excluded. A speed-up is the ratio of two medians of that one run.
 
+How a set of models is timed is one parameter, a :data:`Timer` (default :func:`cpu_timer`, eager PyTorch on
+the CPU): the candidates' table and the trained student's final check both go through it, so another
+runtime or precision is a different ``Timer`` passed to :func:`~detdistill.shrink.search` (its ``name``
+enters the timing table's key, so a table measured one way is never reused for another).
+
 The table is cached in the run folder (``timing.json``), keyed by what it measured (candidate ids, teacher
-file hash, thread count, image count), so a resumed search does not time again.
+file hash, thread count, image count, the timer), so a resumed search does not time again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,22 @@ from ..utils import atomic_write_text
 from .candidates import Candidate, build_candidate
 
 TEACHER = "teacher"
+
+Timer = Callable[[dict[str, nn.Module], Sequence[torch.Tensor], int, int, Callable[[int], None] | None],
+                 dict[str, list[float]]]
+"""``timer(models, images, threads, warmup, progress) -> {name: seconds per image}``: every model on every
+image, batch 1, warm-up excluded; ``progress(n)`` after each image when given."""
+
+
+def cpu_timer(models: dict[str, nn.Module], images: Sequence[torch.Tensor], threads: int, warmup: int,
+              progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Eager PyTorch on the CPU, models interleaved image by image (the demo's and ``benchmarks/speed.py``'s
+    timer)."""
+    return interleaved_times(models, images, threads, warmup, progress=progress)
+
+
+def timer_name(timer: Timer) -> str:
+    return str(getattr(timer, "name", getattr(timer, "__name__", type(timer).__name__)))
 
 
 @dataclass(frozen=True)
@@ -72,8 +93,9 @@ def timing_table(latencies: dict[str, Latency], threads: int, warmup: int, key: 
 
 def time_candidates(teacher: nn.Module, candidates: Sequence[Candidate], images: Sequence[torch.Tensor],
                     threads: int, warmup: int = 2, key: dict[str, Any] | None = None, progress: bool = True,
-                    build: Callable[[Candidate], nn.Module] | None = None) -> TimingTable:
-    """Time the teacher and every candidate (built untrained, or from the teacher for low-rank ones)."""
+                    build: Callable[[Candidate], nn.Module] | None = None, timer: Timer = cpu_timer) -> TimingTable:
+    """Time the teacher and every candidate (built untrained, or from the teacher for low-rank ones) with
+    ``timer``."""
     from tqdm.auto import tqdm
 
     compressed: dict[float, nn.Module] = {}
@@ -84,7 +106,7 @@ def time_candidates(teacher: nn.Module, candidates: Sequence[Candidate], images:
     bar = tqdm(total=len(images), desc=f"shrink: time {len(models)} models", unit="image", disable=not progress,
                leave=False)
     try:
-        seconds = interleaved_times(models, images, threads, warmup, progress=lambda n: bar.update(1))
+        seconds = timer(models, images, threads, warmup, lambda n: bar.update(1))
     finally:
         bar.close()
     return timing_table({name: Latency.from_seconds(s) for name, s in seconds.items()}, threads, warmup, key or {})
