@@ -51,11 +51,16 @@ def build_variants(checkpoint: Path, out: Path, args: argparse.Namespace, calibr
     return models
 
 
-def score(models: dict[str, Any], test: Any) -> dict[str, dict[str, float]]:
-    out = {}
+def score(models: dict[str, Any], test: Any, folder: Path) -> dict[str, dict[str, float]]:
+    """Test mAP@0.5 / AP of each variant, cached in ``folder/test_scores.json`` (an export is scored once)."""
+    path = folder / "test_scores.json"
+    out = json.loads(path.read_text()) if path.is_file() else {}
     for name, model in models.items():
+        if name in out:
+            continue
         metrics = evaluate_model(model, test, batch_size=1).metrics
         out[name] = {"mAP50": float(metrics["mAP50"]), "AP": float(metrics["AP"])}
+        atomic_write_text(json.dumps(out, indent=1), path)
         print(f"  {name}: test mAP@0.5 {out[name]['mAP50']:.4f} AP {out[name]['AP']:.4f}", file=sys.stderr)
     return out
 
@@ -63,7 +68,9 @@ def score(models: dict[str, Any], test: Any) -> dict[str, dict[str, float]]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", type=Path, required=True)
-    p.add_argument("--students", type=Path, nargs="+", required=True, help="one distilled checkpoint per seed")
+    p.add_argument("--students", type=Path, nargs="*", default=[], help="one distilled checkpoint per seed")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="export and score the teacher's variants, then stop (a later full run reuses them)")
     p.add_argument("--data", required=True)
     p.add_argument("--calib-split", default="train")
     p.add_argument("--val-split", default="val")
@@ -82,12 +89,16 @@ def main() -> int:
 
     print("teacher", file=sys.stderr)
     teacher = build_variants(args.teacher, args.out / "teacher", args, calibration, validation)
-    scores = {"teacher": score(teacher, test)}
+    scores = {"teacher": score(teacher, test, args.out / "teacher")}
+    if args.teacher_only:
+        return 0
+    if not args.students:
+        p.error("--students: give one distilled checkpoint per seed (or --teacher-only)")
     students = []
     for k, path in enumerate(args.students):
         print(f"student {k}: {path}", file=sys.stderr)
         models = build_variants(path, args.out / f"student{k}", args, calibration, validation)
-        scores[f"student{k}"] = score(models, test)
+        scores[f"student{k}"] = score(models, test, args.out / f"student{k}")
         students.append(models)
 
     images = [test.load_image(i) for i in range(min(args.num_images, len(test)))]
