@@ -34,7 +34,7 @@ def test_every_bad_file_is_named_at_once_under_error(tmp_path, make):
         check_images([ds], "error")
     text = str(err.value)
     assert text.startswith("2 of 4 images cannot be used (data.on_bad_image=error), found before step 1")
-    assert "im1.jpg: cannot decode image (image file is truncated" in text and "im3.jpg: cannot read image header" in text
+    assert "im1.jpg: cannot decode image (image file is truncated" in text and "im3.jpg: cannot decode image (cannot identify image file" in text
 
 
 def test_repair_keeps_the_truncated_file_and_skip_leaves_it_out_both_counted(tmp_path, make, caplog):
