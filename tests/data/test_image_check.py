@@ -119,3 +119,14 @@ def test_a_truncated_jpeg_trains_to_the_end_under_repair_and_stops_before_step_1
         train_detector(load_config(None, TINY + [f"data.source={root}", f"train.out_dir={stopped}",
                                                  "data.on_bad_image=error"]), log=lambda m: None)
     assert not (stopped / "metrics.jsonl").exists() and not (stopped / "last.pt").exists()
+
+
+def test_data_stats_check_images_says_which_files_a_run_would_repair_or_leave_out(tmp_path, make, capsys):
+    from detdistill.cli import main
+
+    root = _voc(tmp_path / "data", make, truncate=1, garbage=3)
+    assert main(["data", "stats", str(root), "--check-images", "--out", str(tmp_path / "s.png")]) == 1
+    out = capsys.readouterr().out
+    assert "image check: 2 problems" in out
+    assert "im3.jpg: cannot decode image" in out
+    assert "im1.jpg: cannot decode image (image file is truncated" in out and "(repairable: data.on_bad_image=repair" in out
