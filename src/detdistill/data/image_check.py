@@ -259,8 +259,9 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
                 ds.records = ds.records.take(np.flatnonzero(keep))
             if repaired:
                 ds.repaired_images = ds.repaired_images | repaired
-    for line in report.repaired:
-        log.warning("repaired %s", line)
-    for line in report.skipped:
-        log.warning("left out %s", line)
+    if apply:  # a report-only check (data stats) prints its findings itself
+        for line in report.repaired:
+            log.warning("repaired %s", line)
+        for line in report.skipped:
+            log.warning("left out %s", line)
     return report

@@ -76,8 +76,8 @@ def checked_image_problems(dataset: DetectionDataset) -> list[str]:
     if not checkable(dataset):
         return check_images(dataset)  # generated images: decoded through the dataset itself
     report = preflight([dataset], "repair", apply=False)
-    return report.skipped + [f"{m} (repairable: data.on_bad_image=repair decodes it as far as it goes; skip or "
-                             "error leave it out or stop)" for m in report.repaired]
+    return report.skipped + [f"{m.removesuffix('; decoded as far as it goes')} (repairable: data.on_bad_image=repair "
+                             "decodes it as far as it goes; skip or error leave it out or stop)" for m in report.repaired]
 
 
 def size_bucket(area: np.ndarray) -> np.ndarray:

@@ -119,8 +119,8 @@ def read_image_folder(folder: str | Path, progress: bool = False, on_bad_image: 
         keep = [i for i in range(len(ds)) if str(ds.image_path(i)) not in left_out]
         unreadable += report.skipped
         ds.repaired_images = frozenset(m.split(": ", 1)[0] for m in report.repaired)
-        for message in report.repaired:
-            skips.add("repaired_image", message)
+        for message in report.repaired:  # kept, so not a skip: logged, and counted in ds.image_check
+            log.warning("data.unlabeled: repaired %s", message)
         ds.image_check = report
         if len(keep) < len(ds):
             ds.records = ds.records.take(keep)
