@@ -130,3 +130,12 @@ def test_data_stats_check_images_says_which_files_a_run_would_repair_or_leave_ou
     assert "image check: 2 problems" in out
     assert "im3.jpg: cannot decode image" in out
     assert "im1.jpg: cannot decode image (image file is truncated" in out and "(repairable: data.on_bad_image=repair" in out
+
+
+def test_a_dataset_opened_by_a_relative_path_decodes_what_the_check_decided(tmp_path, make, monkeypatch):
+    _voc(tmp_path / "data", make, truncate=1, garbage=3)
+    monkeypatch.chdir(tmp_path)
+    ds = open_dataset("data")
+    report = check_images([ds], "repair")
+    assert report.repaired_files == ["data/images/im1.jpg"] and report.skipped_files == ["data/images/im3.jpg"]
+    assert len(ds) == 3 and all(ds[i][0].shape == (3, 40, 48) for i in range(3))

@@ -80,8 +80,10 @@ class ImageCheckReport:
     on_bad_image: str
     checked: int = 0
     decoded: int = 0  # files decoded in this pass; the others' verdicts came from the cache
-    repaired: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # one message per file
     skipped: list[str] = field(default_factory=list)
+    repaired_files: list[str] = field(default_factory=list, repr=False)  # the paths, as the dataset spells them
+    skipped_files: list[str] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     cache_files: list[str] = field(default_factory=list)
 
@@ -165,7 +167,7 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
                  apply: bool = True) -> ImageCheckReport:
     """Check every image of ``datasets`` once (see the module docstring) and apply ``on_bad_image`` to them.
 
-    ``datasets``: name -> dataset (None entries skipped; the name prefixes messages), or a list.
+    ``datasets``: name -> dataset (None entries skipped), or a list; messages name each file.
     ``cache_dir``: None for :func:`default_cache_dir`, ``False`` for no cache. ``apply=False`` only reports
     (``data stats``). Raises :class:`BadImageError` under ``error`` when any file is bad, naming every one.
 
@@ -240,9 +242,11 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
             elif status == _TRUNCATED and on_bad_image == "repair":
                 repaired.add(str(p))
                 report.repaired.append(f"{message}; decoded as far as it goes")
+                report.repaired_files.append(str(p))
             else:
                 keep[i] = False
                 report.skipped.append(message)
+                report.skipped_files.append(str(p))
         decisions[name] = (keep, frozenset(repaired))
     report.seconds = time.perf_counter() - start
     if bad:
