@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -e ".[dev,onnx]"
+	$(PY) -m pip install --quiet -e ".[dev,onnx,deploy]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import __version__
 from .errors import UsageError  # a DetDistillError; still importable from here, where it was first defined
@@ -147,12 +147,12 @@ def _data_source_kwargs(args: argparse.Namespace) -> dict:
             "auto_split": _auto_split_arg(args), "auto_split_seed": args.auto_split_seed}
 
 
-def _open_from_args(args: argparse.Namespace, **more):  # noqa: ANN202, ANN003 - a DetectionDataset
+def _open_from_args(args: argparse.Namespace):  # noqa: ANN202 - a DetectionDataset
     from .data.open import open_dataset
 
     extra = {"num_images": args.num_images, "seed": args.seed}
     return open_dataset(args.path, args.split, args.format, on_bad_box=args.on_bad_box, **extra,
-                        **_data_source_kwargs(args), **more)
+                        **_data_source_kwargs(args))
 
 
 def _print_skips(dataset) -> None:  # noqa: ANN001
@@ -225,7 +225,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        formatter_class=DefaultsHelpFormatter,
                        description="Either --checkpoint C --data SRC, or --gt GT.json --detections DETS.json. "
                                    "-1 means undefined (no ground truth in that area range or class).")
-    p.add_argument("--checkpoint", type=Path, default=None, help="detector checkpoint (with --data)")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", type=Path, default=None,
+                   help="detector checkpoint (.pt) or exported artifact folder (detdistill export), with --data")
     p.add_argument("--data", default=None, help="dataset folder, COCO json, or synthetic[:preset]")
     _add_data_source_args(p, on_bad_box="error")
     p.add_argument("--gt", type=Path, default=None, help="COCO ground-truth JSON (with --detections)")
@@ -251,9 +252,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.gt is None) != (args.detections is None):
         raise UsageError("--gt and --detections go together")
     if (args.checkpoint is None) != (args.data is None):
-        raise UsageError("--checkpoint and --data go together")
+        raise UsageError("--model (or --checkpoint) and --data go together")
     if (args.gt is None) == (args.checkpoint is None):
-        raise UsageError("give either --checkpoint C --data SRC or --gt GT.json --detections DETS.json")
+        raise UsageError("give either --model C --data SRC or --gt GT.json --detections DETS.json")
     voc = {"use_07_metric": args.use_07_metric, "plus_one": args.plus_one}
     if args.gt is not None:
         result = commands.evaluate_files(args.gt, args.detections, args.metric, **voc)
@@ -281,7 +282,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="draw a checkpoint's detections on images; write COCO JSON",
                        formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="detector checkpoint")
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", type=Path, required=True,
+                   help="detector checkpoint (.pt) or exported artifact folder (detdistill export)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", nargs="+", help="image files and/or folders; numbered 1..N in the order given "
                      "(a folder's files sorted by name)")
@@ -295,7 +297,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _add_max_pixels(p)
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
     p.add_argument("--nms", type=float, default=0.5, help="per-class NMS IoU threshold")
-    p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's)")
+    p.add_argument("--size", type=int, default=None, help="resize so the longer side is N (default: checkpoint's; "
+                   "an artifact's input size is fixed at export)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
     p.add_argument("--on-bad-image", choices=["repair", "skip", "stop"], default="repair",
@@ -314,8 +317,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.data is not None:
         from .data.open import open_dataset
 
+        # stop: every bad file named before the model runs; skip: predict lists each in detections.json
         images = open_dataset(args.data, args.split, args.format, on_bad_box="skip",
-                              on_bad_image={"stop": "error"}.get(args.on_bad_image, args.on_bad_image))
+                              on_bad_image={"stop": "error", "skip": None}.get(args.on_bad_image, "repair"))
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
                              nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
                              on_bad_image=args.on_bad_image)
@@ -537,23 +541,165 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint as a torchvision state dict or ONNX",
-                       formatter_class=DefaultsHelpFormatter)
+    p = sub.add_parser("export", help="export a checkpoint as the artifact it ships as (OpenVINO / ONNX Runtime, "
+                       "fp32 / bf16 / int8) or a torchvision state dict", formatter_class=DefaultsHelpFormatter,
+                       description="An artifact is a folder: the model files and manifest.json (classes, input size, "
+                                   "precision as compiled, runtime and version, the checkpoint's SHA-256, the "
+                                   "calibration images). `evaluate --model DIR` and `predict --model DIR` score and run "
+                                   "it; `detdistill speed` times it beside the checkpoint.")
     p.add_argument("--checkpoint", type=Path, required=True, help="detdistill checkpoint (.pt)")
-    p.add_argument("--format", choices=["torchvision", "onnx"], default="onnx", help="output format")
-    p.add_argument("--out", type=Path, default=None, help="output file (default: beside the checkpoint)")
+    p.add_argument("--format", choices=["openvino", "onnx", "torchvision"], default="openvino",
+                   help="openvino (fastest on Intel CPUs), onnx (ONNX Runtime), torchvision (plain state dict)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="compiled precision, always explicit (OpenVINO's own default on AMX CPUs is bf16); int8 needs "
+                        "--data for calibration and validation")
+    p.add_argument("--input-size", default="dynamic",
+                   help="HxW fixes the network input (the fast case; other image sizes are scaled and padded into it, "
+                        "boxes mapped back) or 'dynamic'")
+    p.add_argument("--data", default=None, help="int8: the dataset to calibrate (--calib-split) and validate on")
+    p.add_argument("--data-format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
+                   help="--data's format (default: detected)")
+    p.add_argument("--calib-split", default="train", help="int8: calibration split (a training split, never test)")
+    p.add_argument("--calib-images", type=int, default=50, help="int8: calibration images (a seeded sample)")
+    p.add_argument("--val-split", default="val", help="int8: the split whose mAP@0.5 must stay within --max-drop")
+    p.add_argument("--max-drop", default="0.01",
+                   help="int8: largest validation mAP@0.5 drop vs fp32 before heads fall back to fp32; 'none': no check")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="box score threshold baked into the artifact (default: the checkpoint's; AP wants 0.01)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads for the int8 validation")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (file for torchvision); default: beside the checkpoint, named by format+precision")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--sample-size", type=_size, default=None,
-                   help="ONNX trace input, H or HxW (default: the checkpoint's training input)")
+                   help="torchvision/legacy ONNX trace input, H or HxW (default: the checkpoint's training input)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(func=cmd_export)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .models.export import export_checkpoint
+def _max_drop(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--max-drop {text!r}: expected a number in [0, 1] or 'none'") from None
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--max-drop {text}: expected a number in [0, 1] (mAP@0.5 points as a fraction) or 'none'")
+    return value
 
-    out = args.out or args.checkpoint.with_suffix(".onnx" if args.format == "onnx" else ".torchvision.pth")
-    path = export_checkpoint(args.checkpoint, out, args.format, args.sample_size, args.opset)
-    print(f"wrote {path}")
+
+def _export_data(args: argparse.Namespace, max_drop: float | None) -> tuple[Any, Any]:
+    """The calibration and validation splits of ``--data`` for int8 (never a test split)."""
+    if args.precision != "int8" or args.data is None:
+        return None, None
+    from .data.open import open_dataset
+
+    for flag, split in (("--calib-split", args.calib_split), ("--val-split", args.val_split)):
+        if split is None or "test" in split.lower():
+            raise UsageError(f"{flag} {split}: quantisation must never see the test split; name a training or "
+                             f"validation split")
+    calibration = open_dataset(args.data, args.calib_split, args.data_format, on_bad_box="skip")
+    validation = None
+    if max_drop is not None:
+        validation = open_dataset(args.data, args.val_split, args.data_format, on_bad_box="skip")
+    return calibration, validation
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "torchvision":
+        from .models.export import export_checkpoint
+
+        out = args.out or args.checkpoint.with_suffix(".torchvision.pth")
+        print(f"wrote {export_checkpoint(args.checkpoint, out, 'torchvision', args.sample_size, args.opset)}")
+        return 0
+    from .deploy.export import export_artifact
+
+    if not args.checkpoint.is_file():
+        raise UsageError(f"{args.checkpoint}: checkpoint file not found")
+    max_drop = _max_drop(args.max_drop)
+    calibration, validation = _export_data(args, max_drop)
+    out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}.{args.format}-{args.precision}")
+    result = export_artifact(args.checkpoint, out, fmt=args.format, precision=args.precision,
+                             input_size=args.input_size, calibration=calibration, calib_images=args.calib_images,
+                             validation=validation, max_drop=max_drop, min_score=args.min_score,
+                             overwrite=args.overwrite, threads=args.threads, opset=args.opset)
+    q = result.manifest.quantization
+    if q and q.get("checked"):
+        kept = ", ".join(q["fp32_layers"]) or "nothing"
+        print(f"int8: validation mAP@0.5 {q['val_mAP50_int8']:.4f} vs fp32 {q['val_mAP50_fp32']:.4f} "
+              f"({q['chosen']}); kept in fp32: {kept}")
+    return 0
+
+
+def _add_speed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("speed", help="one timing table: a checkpoint in torch eager fp32 beside its exports in each "
+                       "runtime and precision (interleaved, one process, threads fixed)",
+                       formatter_class=DefaultsHelpFormatter,
+                       description="Every variant is exported into a temporary folder (or --workdir), loaded, and "
+                                   "timed with the eager model on the same images, interleaved image by image, "
+                                   "warm-up excluded. Each row says how many of eager fp32's confident detections it "
+                                   "reproduces. int8 here is for speed: `export --precision int8` keeps the accuracy.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="detdistill checkpoint (.pt)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", nargs="+", help="image files and/or folders to time on")
+    src.add_argument("--data", default=None, help="a dataset to time on (--split) and to calibrate int8 on")
+    p.add_argument("--split", default="val", help="with --data: the split timed on")
+    p.add_argument("--data-format", choices=["coco", "voc", "yolo", "kitti", "synthetic"], default=None,
+                   help="--data's format (default: detected)")
+    p.add_argument("--num-images", type=int, default=30, help="images timed (the first N)")
+    p.add_argument("--variants", nargs="*", default=["onnx:fp32", "openvino:fp32", "openvino:int8"],
+                   help="FORMAT:PRECISION exports to time (int8 needs --data)")
+    p.add_argument("--artifacts", nargs="*", type=Path, default=[], help="exported artifact folders to time too")
+    p.add_argument("--input-size", default="dynamic", help="exports' input: HxW (fixed, fast) or dynamic")
+    p.add_argument("--calib-split", default="train", help="int8: calibration split (never test)")
+    p.add_argument("--calib-images", type=int, default=50, help="int8: calibration images")
+    p.add_argument("--threads", type=int, default=1, help="threads of every runtime (fixed for the whole table)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed images per variant first")
+    p.add_argument("--agree-score", type=float, default=0.5,
+                   help="eager detections scoring at least this must be reproduced (same label, IoU >= 0.5)")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the rows as JSON")
+    p.set_defaults(func=cmd_speed)
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .deploy.speed import format_speed_table, rows_as_dicts, runtime_table
+    from .utils import atomic_write_text
+
+    if args.num_images <= 0:
+        raise UsageError(f"--num-images {args.num_images}: expected a positive number of images")
+    if args.threads <= 0:
+        raise UsageError(f"--threads {args.threads}: expected a positive thread count")
+    calibration = None
+    if args.data is not None:
+        from .data.open import open_dataset
+
+        dataset = open_dataset(args.data, args.split, args.data_format, on_bad_box="skip")
+        images = [dataset.load_image(i) for i in range(min(args.num_images, len(dataset)))]
+        if any(v.endswith(":int8") for v in args.variants):
+            if "test" in args.calib_split.lower():
+                raise UsageError(f"--calib-split {args.calib_split}: calibration must never see the test split")
+            calibration = open_dataset(args.data, args.calib_split, args.data_format, on_bad_box="skip")
+    else:
+        from torchvision.io import ImageReadMode, decode_image
+
+        from .eval.predict import collect_images
+
+        paths = collect_images(args.images)[:args.num_images]
+        images = [decode_image(str(p), mode=ImageReadMode.RGB).float() / 255.0 for p in paths]
+    rows = runtime_table(args.checkpoint, images, variants=args.variants, artifacts=args.artifacts,
+                         input_size=args.input_size, calibration=calibration, calib_images=args.calib_images,
+                         threads=args.threads, warmup=args.warmup, workdir=args.workdir,
+                         agree_score=args.agree_score, log=lambda line: print(line, file=sys.stderr))
+    print(f"{args.checkpoint}: {len(images)} images, {args.threads} thread(s), torch {torch.__version__}")
+    print(format_speed_table(rows, args.agree_score))
+    if args.json_out is not None:
+        atomic_write_text(json.dumps(rows_as_dicts(rows), indent=2) + "\n", args.json_out)
+        print(f"wrote {args.json_out}")
     return 0
 
 
@@ -696,6 +842,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_ablate,
     _add_models,
     _add_export,
+    _add_speed,
     _add_weights,
     _add_compress,
     _add_shrink,

@@ -26,8 +26,9 @@ def test_models_list_and_bad_name(capsys):
 def test_export_onnx_and_missing_checkpoint(tmp_path, capsys):
     ckpt = save_detector(tmp_path / "m.pt", build_detector("cpu_tiny", 3, min_size=64, max_size=64), ["a", "b"])
     assert main(["export", "--checkpoint", str(ckpt), "--format", "onnx"]) == 0
-    assert (tmp_path / "m.onnx").stat().st_size > 0
-    assert f"wrote {tmp_path / 'm.onnx'}" in capsys.readouterr().out
+    # An artifact folder beside the checkpoint, named by format and precision (tests/deploy checks its contents).
+    assert (tmp_path / "m.onnx-fp32" / "model.onnx").stat().st_size > 0
+    assert f"wrote {tmp_path / 'm.onnx-fp32'}/ (model.onnx, manifest.json)" in capsys.readouterr().out
     assert main(["export", "--checkpoint", str(tmp_path / "no.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"detdistill export: error: {tmp_path / 'no.pt'}: checkpoint file not found"

@@ -39,6 +39,34 @@ def evaluate_files(
                             check=False)
 
 
+def load_inference_model(path: str | Path, *, device: str | None = None, min_score: float | None = None,
+                         threads: int | None = None) -> tuple[Any, list[str], list[int]]:
+    """A detector callable and its class names and category ids, from a checkpoint file or an exported artifact
+    folder (:func:`detdistill.deploy.load_artifact`): the one loader behind ``evaluate`` and ``predict``, so the
+    accuracy of the file that ships is measured through the same evaluator as the checkpoint's.
+
+    ``min_score`` sets a checkpoint's ``roi_heads.score_thresh``; an artifact keeps detections scoring at least
+    that, and refuses a value below the threshold it was exported with.
+    """
+    from ..deploy import is_artifact, load_artifact
+
+    if is_artifact(path):
+        if device not in (None, "cpu"):
+            raise EvalInputError(f"{path}: an exported artifact runs on the CPU runtime it was built for; drop "
+                                 f"--device {device}")
+        model = load_artifact(path, threads=threads, min_score=min_score)
+        return model, model.class_names, model.category_ids
+    from ..models import load_detector, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    model = load_detector(path, map_location=device or "cpu")
+    if min_score is not None:
+        from .predict import configure_detector
+
+        configure_detector(model, score_threshold=min_score)
+    return model, list(ckpt["class_names"]), list(ckpt["category_ids"])
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: Any,
@@ -51,23 +79,17 @@ def evaluate_checkpoint(
     plus_one: bool = False,
     min_score: float | None = None,
 ) -> EvalResult:
-    """Load a detector from its checkpoint alone and evaluate it on ``dataset`` (a ``DetectionDataset``).
+    """Load a detector from its checkpoint (or an exported artifact folder) alone and evaluate it on ``dataset``
+    (a ``DetectionDataset``).
 
-    The checkpoint's class names must equal the dataset's (same order): otherwise labels would be scored
+    The model's class names must equal the dataset's (same order): otherwise labels would be scored
     as the wrong classes. ``min_score`` overrides the model's ``roi_heads.score_thresh`` (AP wants a low one,
     e.g. 0.01, with up to 100 detections per image).
     """
-    from ..models import load_detector, read_checkpoint
-
-    ckpt = read_checkpoint(checkpoint)
-    if list(ckpt["class_names"]) != list(dataset.class_names):
-        raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+    model, class_names, _ = load_inference_model(checkpoint, device=device, min_score=min_score)
+    if list(class_names) != list(dataset.class_names):
+        raise EvalInputError(f"{checkpoint}: the model's classes {class_names} differ from the dataset's "
                              f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
-    model = load_detector(checkpoint, map_location=device or "cpu")
-    if min_score is not None:
-        from .predict import configure_detector
-
-        configure_detector(model, score_threshold=min_score)
     return evaluate_model(model, dataset, metric, batch_size=batch_size, device=device, progress=progress,
                           use_07_metric=use_07_metric, plus_one=plus_one)
 
@@ -127,30 +149,55 @@ def predict_checkpoint(
     progress: bool = True,
     on_bad_image: str = "skip",
 ) -> dict[str, Any]:
-    """``detdistill predict``: detector and class names from the checkpoint alone; PNGs + detections.json.
+    """``detdistill predict``: detector and class names from the checkpoint (or an exported artifact folder)
+    alone; PNGs + detections.json.
 
     ``images`` is a list of files and folders (numbered 1..N in that order), or a ``DetectionDataset``: then
     each image keeps the dataset's own id and file name, so ``evaluate --gt`` on that dataset's ground truth
     scores the detections against the right images. ``on_bad_image``: see :func:`.predict.predict_images`.
     """
     from ..data.base import DetectionDataset
-    from ..models import load_detector, read_checkpoint
+    from ..deploy import is_artifact
     from .predict import collect_images, configure_detector, predict_images
 
-    ckpt = read_checkpoint(checkpoint)
     image_ids = load_image = None
+    model, class_names, category_ids = load_inference_model(checkpoint, device=device)
     if isinstance(images, DetectionDataset):
         dataset = images
         paths = [dataset.image_path(i) for i in range(len(dataset))]
         image_ids = [int(r.image_id) for r in dataset.records]
         load_image = dataset.load_image
-        if list(ckpt["class_names"]) != list(dataset.class_names):
-            raise EvalInputError(f"{checkpoint}: checkpoint classes {ckpt['class_names']} differ from the dataset's "
+        if list(class_names) != list(dataset.class_names):
+            raise EvalInputError(f"{checkpoint}: the model's classes {class_names} differ from the dataset's "
                                  f"{dataset.class_names} ({dataset.name}); its category ids would not match")
     else:
         paths = collect_images(images)
-    model = configure_detector(load_detector(checkpoint, map_location=device or "cpu"),
-                               score_threshold=score_threshold, nms=nms, size=size)
-    return predict_images(model, paths, out_dir, ckpt["class_names"], ckpt["category_ids"],
+    if is_artifact(checkpoint):
+        model = configure_artifact(model, score_threshold=score_threshold, nms=nms, size=size)
+    else:
+        model = configure_detector(model, score_threshold=score_threshold, nms=nms, size=size)
+    return predict_images(model, paths, out_dir, class_names, category_ids,
                           batch_size=batch_size, device=device, progress=progress, image_ids=image_ids,
                           load_image=load_image, on_bad_image=on_bad_image)
+
+
+def configure_artifact(model: Any, *, score_threshold: float | None = None, nms: float | None = None,
+                       size: int | None = None) -> Any:
+    """``predict``'s knobs on an artifact: what was fixed at export can only be kept (NMS, input size) or, for the
+    score threshold, raised; anything else is refused naming the export flag that changes it."""
+    m = model.manifest
+    where = model.folder
+    if size is not None:
+        raise EvalInputError(f"{where}: --size {size}: an artifact's input is fixed at export (input "
+                             f"{m.size_text}); re-export with --input-size")
+    if nms is not None and abs(nms - m.nms_thresh) > 1e-9:
+        raise EvalInputError(f"{where}: --nms {nms}: the artifact was exported with NMS IoU {m.nms_thresh}, "
+                             f"which is part of its graph; re-export from a checkpoint with that NMS")
+    if score_threshold is not None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise EvalInputError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if score_threshold < m.score_thresh:
+            raise EvalInputError(f"{where}: --score-threshold {score_threshold} is below the {m.score_thresh} the "
+                                 f"artifact was exported with; re-export with --min-score {score_threshold}")
+        model.min_score = float(score_threshold)
+    return model

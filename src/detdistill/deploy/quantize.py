@@ -1,0 +1,101 @@
+"""int8 post-training quantisation with the accuracy kept (NNCF on an OpenVINO model).
+
+Calibration images come from a training split, never test. The quantised model is scored on validation against
+the fp32 model; when mAP@0.5 falls by more than ``max_drop``, the next attempt keeps more of the model in fp32:
+first the whole model is quantised, then the heads (RPN head, box head, box predictor: the layers whose outputs
+are scores and box deltas) stay in fp32. Each attempt, its score and what stayed in fp32 are recorded in the
+manifest. If no attempt keeps the drop within ``max_drop`` the export stops with nothing written.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .artifact import ArtifactError
+from .runtime import import_runtime
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to quantise: a name for the report and the layer-name patterns kept in fp32 (regular expressions
+    over the node names of the model converted from ONNX, ``/detector/roi_heads/box_head/fc6/Gemm``: the
+    PyTorch module path with ``/`` for ``.``)."""
+
+    name: str
+    fp32_patterns: tuple[str, ...] = ()
+
+
+ATTEMPTS = (
+    Attempt("whole model in int8"),
+    Attempt("heads kept in fp32 (rpn.head, roi_heads.box_head, roi_heads.box_predictor)",
+            (r".*/rpn/head/.*", r".*/roi_heads/box_head/.*", r".*/roi_heads/box_predictor/.*")),
+)
+
+
+def calibration_indices(num_images: int, wanted: int, seed: int = 0) -> list[int]:
+    """A seeded sample of ``wanted`` image indices (all of them when there are fewer), in dataset order.
+
+    >>> calibration_indices(10, 3, seed=0) == calibration_indices(10, 3, seed=0)
+    True
+    >>> calibration_indices(2, 5)
+    [0, 1]
+    """
+    if wanted >= num_images:
+        return list(range(num_images))
+    return sorted(random.Random(seed).sample(range(num_images), wanted))
+
+
+def quantize_openvino(model: Any, samples: Sequence[np.ndarray], attempt: Attempt) -> Any:
+    """``model`` (an ``openvino.Model``) quantised by NNCF on ``samples`` (network inputs as arrays)."""
+    nncf = import_runtime("nncf")
+    scope = nncf.IgnoredScope(patterns=list(attempt.fp32_patterns), validate=False) if attempt.fp32_patterns else None
+    kwargs: dict[str, Any] = {"subset_size": len(samples)}
+    if scope is not None:
+        kwargs["ignored_scope"] = scope
+    return nncf.quantize(model, nncf.Dataset(list(samples)), **kwargs)
+
+
+def fp32_layers(model: Any, attempt: Attempt) -> list[str]:
+    """The weighted layers (convolutions, matmuls) that ``attempt`` keeps in fp32, as PyTorch module paths."""
+    import re
+
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        name = op.get_friendly_name()
+        if any(re.fullmatch(p, name) for p in attempt.fp32_patterns):
+            parts = [p for p in name.split("/") if p][1:]  # drop the wrapper's "detector"
+            module = ".".join(p for p in parts if p[:1].islower() or p[:1].isdigit())
+            if module not in names:
+                names.append(module)
+    return names
+
+
+def quantize_with_accuracy(model: Any, samples: Sequence[np.ndarray], score: Callable[[Any], float],
+                           max_drop: float, log: Log = print) -> tuple[Any, dict[str, Any]]:
+    """Quantise ``model`` by the first attempt whose validation mAP@0.5 (``score(model)``) is within ``max_drop``
+    of the fp32 model's; returns the quantised model and the record the manifest keeps."""
+    reference = score(model)
+    log(f"int8: fp32 validation mAP@0.5 {reference:.4f}; allowed drop {max_drop:.4f}")
+    record: dict[str, Any] = {"val_mAP50_fp32": reference, "max_drop": max_drop, "attempts": [],
+                              "calibration_count": len(samples)}
+    for attempt in ATTEMPTS:
+        quantized = quantize_openvino(model, samples, attempt)
+        value = score(quantized)
+        drop = reference - value
+        kept = fp32_layers(model, attempt)
+        record["attempts"].append({"name": attempt.name, "val_mAP50": value, "drop": drop, "fp32_layers": kept})
+        log(f"int8 ({attempt.name}): validation mAP@0.5 {value:.4f}, drop {drop:+.4f}")
+        if drop <= max_drop:
+            record.update(chosen=attempt.name, val_mAP50_int8=value, fp32_layers=kept)
+            return quantized, record
+    tried = "; ".join(f"{a['name']}: drop {a['drop']:.4f}" for a in record["attempts"])
+    raise ArtifactError(f"int8 quantisation loses more than --max-drop {max_drop} validation mAP@0.5 ({tried}); "
+                        f"export --precision fp32, raise --max-drop, or calibrate on more images (--calib-images)")

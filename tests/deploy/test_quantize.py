@@ -1,0 +1,81 @@
+"""int8 with the accuracy kept: the fallback ladder on fixed scores, and NNCF on a small trained model."""
+
+from __future__ import annotations
+
+import pytest
+
+from detdistill.deploy import ArtifactError, load_artifact, read_manifest
+from detdistill.deploy import quantize as q
+from detdistill.deploy.export import export_artifact
+from detdistill.eval.inference import evaluate_model
+
+
+def _fake_ladder(monkeypatch, scores):
+    """quantize_openvino returns the attempt itself; score() looks the attempt up in ``scores``."""
+    monkeypatch.setattr(q, "quantize_openvino", lambda model, samples, attempt: attempt)
+    monkeypatch.setattr(q, "fp32_layers", lambda model, attempt: [p.strip(".*/") for p in attempt.fp32_patterns])
+    return lambda model: scores["fp32"] if model == "fp32-model" else scores[model.name]
+
+
+def test_the_first_attempt_within_the_drop_is_kept(monkeypatch):
+    whole, heads = (a.name for a in q.ATTEMPTS)
+    score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.78, heads: 0.795})
+    model, record = q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+    assert model.name == heads
+    assert record["chosen"] == heads and record["val_mAP50_int8"] == 0.795
+    assert [a["drop"] for a in record["attempts"]] == pytest.approx([0.02, 0.005])
+    assert record["fp32_layers"] == ["rpn/head", "roi_heads/box_head", "roi_heads/box_predictor"]
+
+
+def test_the_whole_model_is_kept_when_it_is_within_the_drop(monkeypatch):
+    whole, _ = (a.name for a in q.ATTEMPTS)
+    score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.791})
+    model, record = q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+    assert model.name == whole and record["fp32_layers"] == [] and len(record["attempts"]) == 1
+
+
+def test_no_attempt_within_the_drop_is_an_error_naming_each(monkeypatch):
+    whole, heads = (a.name for a in q.ATTEMPTS)
+    score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.70, heads: 0.75})
+    with pytest.raises(ArtifactError, match=r"whole model in int8: drop 0\.1000; heads kept in fp32 .*: drop 0\.0500"):
+        q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+
+
+def test_calibration_sample_is_seeded_and_in_order():
+    a = q.calibration_indices(100, 10, seed=0)
+    assert a == q.calibration_indices(100, 10, seed=0) == sorted(a) and len(set(a)) == 10
+    assert a != q.calibration_indices(100, 10, seed=1)
+
+
+def test_int8_on_a_trained_model_keeps_validation_accuracy(trained_tiny, val_set, calibration_set, tmp_path):
+    pytest.importorskip("nncf", reason="nncf not installed (pip install detdistill[deploy])")
+    out = export_artifact(trained_tiny, tmp_path / "int8", fmt="openvino", precision="int8", input_size=(160, 160),
+                          calibration=calibration_set, calib_images=16, validation=val_set, max_drop=0.02,
+                          threads=1, log=lambda _: None).folder
+    m = read_manifest(out)
+    assert m.precision == "int8" and m.compile_hint == "f32"  # the layers left in float run in fp32, not bf16
+    assert len(m.calibration_images) == 16
+    assert all(name.startswith("train_") for name in m.calibration_images)  # the training split, never test
+    record = m.quantization
+    assert record["checked"] and record["val_mAP50_fp32"] - record["val_mAP50_int8"] <= 0.02
+    # The artifact on disk scores what the export measured, through the same evaluator.
+    assert evaluate_model(load_artifact(out, threads=1), val_set).metrics["mAP50"] == pytest.approx(
+        record["val_mAP50_int8"], abs=1e-9)
+
+
+def test_calibration_images_that_fail_to_decode_are_all_named(trained_tiny, calibration_set, val_set, tmp_path,
+                                                              monkeypatch):
+    from detdistill.data.base import DatasetError
+
+    class Broken(type(calibration_set)):
+        def load_image(self, i):
+            if i in (1, 3):
+                raise DatasetError(f"cannot decode image {i}")
+            return super().load_image(i)
+
+    broken = Broken("train", num_images=6, seed=3)
+    with pytest.raises(ArtifactError, match=r"2 calibration image\(s\) cannot be decoded: .*image 1.*image 3.*"
+                                            r"nothing was written"):
+        export_artifact(trained_tiny, tmp_path / "int8", precision="int8", calibration=broken, calib_images=6,
+                        validation=val_set, log=lambda _: None)
+    assert not (tmp_path / "int8").exists()
