@@ -12,6 +12,7 @@ whose inputs are unchanged and recomputes the others, saying what changed. Run f
     init/<candidate>/  the compressed teacher a low-rank candidate starts from
     search/<N>steps/<candidate>/seed<k>/   successive-halving runs; score.json = validation metrics
     final/<role>-seed<k>/   the chosen candidate's full runs; score.json = test (or validation) metrics
+    final/teacher-<split>/, final/speed/   the teacher's scores, the trained student's speed check
     student.pt, candidates.csv, summary.json, shrink.html, shrink.png
 
 Every run folder holds ``key.json`` (written before its first step) and its done marker ``score.json``;
