@@ -790,6 +790,12 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-margin", type=float, default=0.05,
                    help="share by which an untrained candidate's timing must beat the target to be admitted")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for timing and training (fixed, recorded)")
+    p.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                   help="time the teacher and every candidate as they will ship: exported to this runtime")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="the runtime's compiled precision (int8: NNCF post-training quantisation; openvino only)")
+    p.add_argument("--input-size", default="dynamic",
+                   help="with --runtime onnxruntime|openvino: HxW fixes the exported input (the fast case) or dynamic")
     p.add_argument("--candidates", type=int, default=8,
                    help="candidates in the first rung of successive halving (spread over the families, nearest "
                         "the target line first)")
@@ -820,15 +826,62 @@ def cmd_shrink(args: argparse.Namespace) -> int:
                  final_seeds=args.final_seeds, timing_images=args.timing_images,
                  holdout_fraction=args.holdout_fraction, holdout_seed=args.holdout_seed)
     check_inputs(teacher=args.teacher, out=args.out, **flags)  # every flag, before the config is read
+    timer = _shrink_timer(args)
+    cfg = load_config(args.config, list(args.overrides))
+    if timer is not None:
+        _teacher_alone(args, cfg, timer)
     try:
-        result = search(args.teacher, load_config(args.config, list(args.overrides)), out=args.out,
-                        with_baseline=args.with_baseline, **flags)
+        result = search(args.teacher, cfg, out=args.out, with_baseline=args.with_baseline,
+                        **({"timer": timer} if timer is not None else {}), **flags)
     except KeyboardInterrupt:
         print(f"shrink: stopped; rerun the same command to resume ({args.out} keeps every finished piece; a "
               "cut-short run continues from its last checkpoint)", file=sys.stderr)
         raise
     print(f"page: {result.page}; chosen student: {result.checkpoint}")
     return 0
+
+
+def _shrink_timer(args: argparse.Namespace) -> Any:
+    """``--runtime/--precision`` as shrink's timer (None: eager torch fp32, the search's default)."""
+    if args.runtime == "torch":
+        if args.precision != "fp32":
+            raise UsageError(f"--runtime torch --precision {args.precision}: eager torch runs fp32 here (bf16 "
+                             f"autocast measured 0.82-0.87x fp32 on this CPU); use --runtime openvino for "
+                             f"{args.precision}")
+        if args.input_size != "dynamic":
+            raise UsageError("--input-size applies to --runtime onnxruntime|openvino (an exported, fixed input)")
+        return None
+    from .deploy.speed import RuntimeTimer
+
+    return RuntimeTimer("onnx" if args.runtime == "onnxruntime" else "openvino", args.precision, args.input_size)
+
+
+def _teacher_alone(args: argparse.Namespace, cfg: Any, timer: Any) -> None:
+    """The teacher itself, exported like the candidates, against the teacher in torch fp32: if that alone meets
+    --target-speedup, no student is needed (said before the search, and written to the run folder)."""
+    import json
+
+    from .deploy.speed import TimingImages, runtime_table
+    from .engine.run import open_datasets
+    from .utils import atomic_write_text
+
+    data = open_datasets(cfg)
+    split = data.val if data.val is not None else data.train
+    images = [split.load_image(i) for i in range(min(args.timing_images, len(split)))]
+    rows = runtime_table(args.teacher, images, variants=[f"{timer.fmt}:{timer.precision}"],
+                         input_size=timer.input_size, calibration=TimingImages(images), threads=args.threads,
+                         log=lambda line: None)
+    ratio = rows[1].speedup_vs_eager
+    meets = (args.target_speedup is not None and ratio >= args.target_speedup) or (
+        args.target_ms is not None and rows[1].median_ms <= args.target_ms)
+    verdict = "meets the target: no student is needed" if meets else "does not meet the target alone"
+    line = (f"shrink: the teacher itself as {timer.name}: {rows[1].median_ms:.1f} ms/image, {ratio:.2f}x its torch "
+            f"fp32 images/s ({rows[0].median_ms:.1f} ms): {verdict}")
+    print(line)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps({"timer": timer.name, "teacher_ms": rows[1].median_ms,
+                                  "teacher_torch_fp32_ms": rows[0].median_ms, "speedup_over_torch_fp32": ratio,
+                                  "meets_target": bool(meets), "line": line}, indent=1), args.out / "teacher_alone.json")
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -43,6 +43,9 @@ from ..errors import DetDistillError
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
+# The image files every reader looks for (one list, so a folder means the same thing to each of them).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 class DatasetError(DetDistillError):
     """Bad input: the message names the file, the field and the value."""

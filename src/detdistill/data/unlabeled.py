@@ -29,7 +29,7 @@ import torch
 from ..utils import file_sha256
 from .base import DatasetError, DetectionDataset, ImageRecord, Target
 from .validate import SkipReport
-from .voc import IMAGE_EXTENSIONS
+from .base import IMAGE_EXTENSIONS
 
 log = logging.getLogger("detdistill.data")
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, path_kind, require_file
+from .base import IMAGE_EXTENSIONS, DatasetError, DetectionDataset, ImageRecord, optional_file, path_kind, require_file
 from .validate import (
     SkipReport,
     bad_input,
@@ -42,7 +42,6 @@ from .validate import (
     validate_boxes,
 )
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUTS = (("Annotations", "JPEGImages", Path("ImageSets") / "Main"), ("annotations", "images", Path("splits")))
 
 

@@ -10,6 +10,7 @@ manifest. If no attempt keeps the drop within ``max_drop`` the export stops with
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -61,18 +62,36 @@ def quantize_openvino(model: Any, samples: Sequence[np.ndarray], attempt: Attemp
     return nncf.quantize(model, nncf.Dataset(list(samples)), **kwargs)
 
 
+def module_path(node_name: str) -> str:
+    """The PyTorch module path in an ONNX/OpenVINO node name: the exporter writes one scope per module, each
+    holding the path below its parent, and numbers repeated calls of one module (``_1``).
+
+    >>> module_path("/detector/rpn/head/conv/conv.0/conv.0.0_1/Conv")
+    'rpn.head.conv.0.0'
+    >>> module_path("/detector/roi_heads/box_head/fc7/Gemm/WithoutBiases")
+    'roi_heads.box_head.fc7'
+    """
+    modules: list[str] = []
+    for part in [p for p in node_name.split("/") if p][1:]:  # [0] is the export wrapper's "detector"
+        if not (part[:1].islower() or part[:1].isdigit()):
+            break  # an operator (Conv, Gemm, ...): the module path ended
+        part = re.sub(r"_\d+$", "", part)
+        if modules and part.startswith(modules[-1] + "."):  # "conv" then "conv.0": a child, written whole
+            modules[-1] = part
+        else:
+            modules.append(part)
+    return ".".join(modules)
+
+
 def fp32_layers(model: Any, attempt: Attempt) -> list[str]:
     """The weighted layers (convolutions, matmuls) that ``attempt`` keeps in fp32, as PyTorch module paths."""
-    import re
-
-    names = []
+    names: list[str] = []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
             continue
         name = op.get_friendly_name()
         if any(re.fullmatch(p, name) for p in attempt.fp32_patterns):
-            parts = [p for p in name.split("/") if p][1:]  # drop the wrapper's "detector"
-            module = ".".join(p for p in parts if p[:1].islower() or p[:1].isdigit())
+            module = module_path(name)
             if module not in names:
                 names.append(module)
     return names

@@ -153,7 +153,7 @@ def rows_as_dicts(rows: Sequence[SpeedRow]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
 
 
-class _Images:
+class TimingImages:
     """Timing images as the minimal dataset calibration reads (``len``, ``load_image``, ``image_path``)."""
 
     def __init__(self, images: Sequence[torch.Tensor]) -> None:
@@ -192,7 +192,7 @@ class RuntimeTimer:
                  progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
         from .export import Source, export_model
 
-        calibration = _Images(images) if self.precision == "int8" else None
+        calibration = TimingImages(images) if self.precision == "int8" else None
         with tempfile.TemporaryDirectory(prefix="detdistill-timer-") as folder:
             loaded = {}
             for k, (name, model) in enumerate(models.items()):
