@@ -2,9 +2,12 @@
 
 A seeded split of BCCD trainval (``--labelled-share``, ``--split-seed``) is written to ``<out>/data`` (a VOC
 folder whose ``Annotations``/``JPEGImages`` link to the shared data and whose ``ImageSets/Main`` holds
-``labelled.txt``, ``unlabelled.txt`` and the original ``test.txt``; counts in ``<out>/split.json``). Four arms, each with the BCCD short
-regime of ``benchmarks/accuracy_bccd.py`` (300 iterations, batch 4, the same student and optimiser), paired
-by seed (same initial weights and labelled data order):
+``labelled.txt``, ``unlabelled.txt`` and the original ``test.txt``; counts in ``<out>/split.json``). The arms
+run on the study runner (:func:`detdistill.study.run_study`: resumable, paired by seed, one thread per run,
+the teacher scored once); the labelled arms take their training set from a dataset factory
+(:func:`labelled_subset`: trainval less the unlabelled images), the way a study arm takes data no config key
+names. Four arms, each with the BCCD short regime of ``benchmarks/accuracy_bccd.py`` (300 iterations, batch 4,
+the same student and optimiser), paired by seed (same initial weights and labelled data order):
 
 * ``baseline``: the student on the labelled images only (``configs/bccd_student.yaml``);
 * ``pkd``: distilled (recipe ``pkd``) on the labelled images only;
@@ -13,14 +16,14 @@ by seed (same initial weights and labelled data order):
 * ``baseline_all``: the student on all of trainval with its labels (how many labels distillation saves).
 
 Reported on the test split (never used for a choice): mAP@0.5 and AP@[.5:.95], mean ± std, the paired
-difference to ``baseline`` with its 95 % t-interval (:func:`detdistill.stats.paired_difference`), seeds
-ahead, and the share of the baseline's gap to the teacher closed. The distilled arms read the teacher cache
-(``<out>/cache_labelled``, ``<out>/cache_mixed``; built by ``--prepare``). One torch thread per run.
+difference to ``baseline`` with its 95 % t-interval (``StudyResult.paired``), seeds ahead, and the share of
+the baseline's gap to the teacher closed. The distilled arms read the teacher cache (``<out>/cache_labelled``,
+``<out>/cache_mixed``; built by ``--prepare``). One torch thread per run.
 
     # once: the split, the teacher's test score and both caches
     python benchmarks/accuracy_unlabeled.py --teacher runs/bccd/teacher/last.pt --prepare
-    # train (two single-thread processes on two cores), then the table
-    python benchmarks/accuracy_unlabeled.py --teacher T --seed-ids 0 &  python ... --seed-ids 1
+    # train (two single-thread processes side by side), then the table
+    python benchmarks/accuracy_unlabeled.py --teacher T --seed-ids 0 1 --jobs 2
     python benchmarks/accuracy_unlabeled.py --teacher T --seeds 2
 """
 
@@ -30,13 +33,14 @@ import argparse
 import json
 import os
 import statistics
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from detdistill.config import ExperimentConfig, load_config
-from detdistill.engine.run import cache_teacher, distill_student, train_detector
-from detdistill.stats import paired_difference
+from detdistill.engine.run import Datasets, cache_teacher, open_datasets
+from detdistill.study import Arm, StudyResult, run_study
 from detdistill.utils import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,91 +71,82 @@ def write_split(bccd: Path, out: Path, share: float, seed: int, subset: int | No
     return root
 
 
-def arm_config(arm: str, data: Path, out: Path, seed: int, teacher: Path | None, threads: int,
-               extra: list[str], steps: int = STEPS) -> ExperimentConfig:
-    """The ExperimentConfig of one (arm, seed) run."""
-    common = [f"data.source={data}", "data.format=voc", "data.val_split=null", "data.test_split=test", "train.progress=false",
-              f"train.threads={threads}", f"train.max_steps={steps}", f"train.seed={seed}",
-              f"train.out_dir={out / arm / f'seed{seed}'}", *extra]
-    if arm.startswith("baseline"):
-        split = "trainval" if arm == "baseline_all" else "labelled"
-        return load_config(ROOT / "configs" / "bccd_student.yaml", common + [f"data.train_split={split}"])
-    cache = out / ("cache_mixed" if arm == "pkd_unlabeled" else "cache_labelled")
-    unlabeled = [f"data.unlabeled={data}:unlabelled", "data.unlabeled_ratio=0.5"] if arm == "pkd_unlabeled" else []
-    return load_config(ROOT / "configs" / "bccd_distill.yaml", common + unlabeled + [
-        "data.train_split=labelled", f"teacher={teacher}", "distill.recipe=pkd", f"distill.teacher_cache={cache}"])
+def labelled_subset(cfg: ExperimentConfig, split_dir: str) -> Datasets:
+    """The run's datasets with trainval less the unlabelled images (``unlabelled.txt``) as its training set."""
+    data = open_datasets(cfg)
+    unlabelled = set((Path(split_dir) / "ImageSets" / "Main" / "unlabelled.txt").read_text().split())
+    train = data.train
+    train.records = train.records[[i for i in range(len(train.records))
+                                   if Path(train.records.file_name(i)).stem not in unlabelled]]
+    return data
 
 
-def run_arm(arm: str, seed: int, args: argparse.Namespace, data: Path) -> dict:
-    run = args.out / arm / f"seed{seed}"
-    done = run / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    cfg = arm_config(arm, data, args.out, seed, args.teacher, args.threads, args.set, args.steps)
-    summary = (train_detector if arm.startswith("baseline") else distill_student)(cfg, resume=True)
-    test = summary.extra["test"]["model"]
-    result = {"mAP50": test["mAP50"], "AP": test["AP"], "train_seconds": summary.train_seconds,
-              "unlabeled": summary.extra.get("unlabeled")}
-    atomic_write_text(json.dumps(result), done)
-    return result
+def arm(name: str, data: Path, out: Path, threads: int, extra: list[str], steps: int = STEPS) -> Arm:
+    """One arm of the study: its config (seed, folder and threads are the study's) and its datasets."""
+    common = [f"data.source={data}", "data.format=voc", "data.val_split=null", "data.test_split=test",
+              "data.train_split=trainval", f"train.threads={threads}", f"train.max_steps={steps}", *extra]
+    subset = None if name == "baseline_all" else partial(labelled_subset, split_dir=str(data))
+    if name.startswith("baseline"):
+        return Arm(name, config=load_config(ROOT / "configs" / "bccd_student.yaml", common), datasets=subset)
+    cache = out / ("cache_mixed" if name == "pkd_unlabeled" else "cache_labelled")
+    unlabeled = [f"data.unlabeled={data}:unlabelled", "data.unlabeled_ratio=0.5"] if name == "pkd_unlabeled" else []
+    cfg = load_config(ROOT / "configs" / "bccd_distill.yaml", common + unlabeled + [
+        "distill.recipe=pkd", f"distill.teacher_cache={cache}"])
+    return Arm(name, config=cfg, teacher=True, datasets=subset)
 
 
-def teacher_scores(args: argparse.Namespace, data: Path) -> dict:
-    path = args.out / "teacher_test.json"
-    if not path.is_file():
-        from detdistill.data.open import open_dataset
-        from detdistill.eval.inference import evaluate_model
-        from detdistill.models import load_detector, read_checkpoint
+def study(args: argparse.Namespace, data: Path, cells: list[tuple[str, int]] | None, seeds: list[int],
+          score_teacher: bool) -> StudyResult:
+    arms = [arm(name, data, args.out, args.threads, args.set, args.steps) for name in ARMS]
+    return run_study(arms, seeds, args.out, jobs=args.jobs, threads=args.threads, teacher=args.teacher, runs=cells,
+                     score_teacher=score_teacher)
 
-        metrics = evaluate_model(load_detector(args.teacher), open_dataset(data, split="test", on_bad_box="skip")).metrics
-        step = read_checkpoint(args.teacher)["metadata"].get("step")  # a snapshot of a longer run says so
-        atomic_write_text(json.dumps({"mAP50": metrics["mAP50"], "AP": metrics["AP"], "step": step}), path)
-    return json.loads(path.read_text())
+
+def teacher_step(args: argparse.Namespace) -> int | None:
+    from detdistill.models import read_checkpoint
+
+    return read_checkpoint(args.teacher)["metadata"].get("step")  # a snapshot of a longer run says so
 
 
 def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
 
 
-def table(args: argparse.Namespace, data: Path) -> str:
-    teacher = teacher_scores(args, data)
-    seeds = list(range(args.seeds))
-    rows = {arm: [json.loads((args.out / arm / f"seed{s}" / "result.json").read_text()) for s in seeds]
-            for arm in ARMS}
+def table(args: argparse.Namespace, result: StudyResult) -> str:
+    teacher = (result.teacher or {}).get("test") or {}
+    seeds = result.seeds
     split = json.loads((args.out / "split.json").read_text())
     lines = [f"BCCD trainval, {split['labelled']} labelled ({split['labelled_share']:.0%}, split seed "
              f"{split['split_seed']}) + {split['unlabelled']} unlabelled images; {args.steps} iterations, batch 4; "
-             f"seeds {seeds}; torch threads {args.threads}; teacher {args.teacher} (step {teacher.get('step')}): "
+             f"seeds {seeds}; torch threads {result.threads}; teacher {args.teacher} (step {teacher_step(args)}): "
              f"test mAP@0.5 {teacher['mAP50']:.3f}, AP {teacher['AP']:.3f}", "",
              "| arm | mAP@0.5 | Δ vs baseline [95 % CI] | seeds ahead | gap closed | AP@[.5:.95] | Δ AP [95 % CI] "
              "| gap closed (AP) |", "|---|---|---|---|---|---|---|---|"]
-    base = rows["baseline"]
-    for arm in ARMS:
-        rs = rows[arm]
+    for name in ARMS:
         cells = []
         for metric in ("mAP50", "AP"):
-            values, control = [r[metric] for r in rs], [b[metric] for b in base]
-            cell = [_ms(values)]
-            if arm == "baseline":
+            values, control = result.values(name, metric), result.values("baseline", metric)
+            cell = [_ms(list(values.values()))]
+            if name == "baseline":
                 cell += ["—"] * (3 if metric == "mAP50" else 2)
             else:
-                d = paired_difference(control, values)
+                d = result.paired("baseline", name, metric)
                 ci = "" if len(values) < 2 else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-                gap = teacher[metric] - statistics.mean(control)
-                closed = f"{(statistics.mean(values) - statistics.mean(control)) / gap:.0%}" if gap > 0 else "n/a"
+                base = statistics.mean(control.values())
+                gap = teacher[metric] - base
+                closed = f"{(statistics.mean(values.values()) - base) / gap:.0%}" if gap > 0 else "n/a"
                 cell.append(f"{d.mean:+.3f}{ci}")
                 if metric == "mAP50":
-                    cell.append(f"{sum(v > c for v, c in zip(values, control))}/{len(values)}")
+                    cell.append(f"{sum(values[s] > control[s] for s in values)}/{len(values)}")
                 cell.append(closed)
             cells.append(cell)
         (m, md, ahead, mg), (a, ad, ag) = cells[0], cells[1]
-        lines.append(f"| {arm} | {m} | {md} | {ahead} | {mg} | {a} | {ad} | {ag} |")
-    unl, pkd = rows["pkd_unlabeled"], rows["pkd"]
-    d = paired_difference([r["mAP50"] for r in pkd], [r["mAP50"] for r in unl])
-    ci = "" if len(unl) < 2 else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        lines.append(f"| {name} | {m} | {md} | {ahead} | {mg} | {a} | {ad} | {ag} |")
+    d = result.paired("pkd", "pkd_unlabeled")
+    ci = "" if len(seeds) < 2 else f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
     lines += ["", f"pkd_unlabeled − pkd (the unlabelled images' own share): mAP@0.5 {d.mean:+.3f}{ci}",
               "train seconds per run (mean): " + ", ".join(
-                  f"{arm} {statistics.mean(r['train_seconds'] for r in rows[arm]):.0f}" for arm in ARMS)]
+                  f"{name} {statistics.mean(r.train_seconds for r in result.of(name)):.0f}" for name in ARMS)]
     return "\n".join(lines)
 
 
@@ -170,23 +165,26 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None,
                         help="use only this many trainval images (a smoke run of the whole pipeline)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (fixed and recorded)")
-    parser.add_argument("--prepare", action="store_true", help="write the split, score the teacher, build caches")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, in separate processes")
+    parser.add_argument("--prepare", action="store_true", help="write the split and build both teacher caches")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
     parser.add_argument("--results", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     data = write_split(args.bccd, args.out, args.labelled_share, args.split_seed, args.subset)
     if args.prepare:
-        print(f"teacher on test: {teacher_scores(args, data)}")
-        for arm in ("pkd", "pkd_unlabeled"):
-            cfg = arm_config(arm, data, args.out, 0, args.teacher, args.threads, args.set, args.steps)
-            cache_teacher(cfg)
+        for name in ("pkd", "pkd_unlabeled"):
+            spec = arm(name, data, args.out, args.threads, args.set, args.steps)
+            cfg = spec.build(None)
+            cfg.teacher = str(args.teacher)
+            cache_teacher(cfg, datasets=spec.datasets)
         return
     if args.seed_ids is not None:
-        for seed in args.seed_ids:
-            for arm in args.arms:
-                print(f"{arm} seed {seed}: {run_arm(arm, seed, args, data)}", flush=True)
+        cells = [(name, seed) for seed in args.seed_ids for name in args.arms]
+        result = study(args, data, cells, sorted(set(args.seed_ids)), score_teacher=False)
+        for (name, seed), run in result.runs.items():
+            print(f"{name} seed {seed}: test mAP@0.5 {run.score('mAP50'):.3f}, AP {run.score('AP'):.3f}", flush=True)
         return
-    text = table(args, data)
+    text = table(args, study(args, data, None, list(range(args.seeds)), score_teacher=True))
     print(text)
     if args.results:
         atomic_write_text(text + "\n", args.results)

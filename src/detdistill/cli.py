@@ -147,12 +147,12 @@ def _data_source_kwargs(args: argparse.Namespace) -> dict:
             "auto_split": _auto_split_arg(args), "auto_split_seed": args.auto_split_seed}
 
 
-def _open_from_args(args: argparse.Namespace, **more):  # noqa: ANN202, ANN003 - a DetectionDataset
+def _open_from_args(args: argparse.Namespace):  # noqa: ANN202 - a DetectionDataset
     from .data.open import open_dataset
 
     extra = {"num_images": args.num_images, "seed": args.seed}
     return open_dataset(args.path, args.split, args.format, on_bad_box=args.on_bad_box, **extra,
-                        **_data_source_kwargs(args), **more)
+                        **_data_source_kwargs(args))
 
 
 def _print_skips(dataset) -> None:  # noqa: ANN001
@@ -317,8 +317,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.data is not None:
         from .data.open import open_dataset
 
+        # stop: every bad file named before the model runs; skip: predict lists each in detections.json
         images = open_dataset(args.data, args.split, args.format, on_bad_box="skip",
-                              on_bad_image={"stop": "error"}.get(args.on_bad_image, args.on_bad_image))
+                              on_bad_image={"stop": "error", "skip": None}.get(args.on_bad_image, "repair"))
     doc = predict_checkpoint(args.checkpoint, images, args.out, score_threshold=args.score_threshold,
                              nms=args.nms, size=args.size, batch_size=args.batch_size, device=args.device,
                              on_bad_image=args.on_bad_image)

@@ -34,7 +34,7 @@ def test_every_bad_file_is_named_at_once_under_error(tmp_path, make):
         check_images([ds], "error")
     text = str(err.value)
     assert text.startswith("2 of 4 images cannot be used (data.on_bad_image=error), found before step 1")
-    assert "im1.jpg: cannot decode image (image file is truncated" in text and "im3.jpg: cannot read image header" in text
+    assert "im1.jpg: cannot decode image (image file is truncated" in text and "im3.jpg: cannot decode image (cannot identify image file" in text
 
 
 def test_repair_keeps_the_truncated_file_and_skip_leaves_it_out_both_counted(tmp_path, make, caplog):
@@ -119,3 +119,23 @@ def test_a_truncated_jpeg_trains_to_the_end_under_repair_and_stops_before_step_1
         train_detector(load_config(None, TINY + [f"data.source={root}", f"train.out_dir={stopped}",
                                                  "data.on_bad_image=error"]), log=lambda m: None)
     assert not (stopped / "metrics.jsonl").exists() and not (stopped / "last.pt").exists()
+
+
+def test_data_stats_check_images_says_which_files_a_run_would_repair_or_leave_out(tmp_path, make, capsys):
+    from detdistill.cli import main
+
+    root = _voc(tmp_path / "data", make, truncate=1, garbage=3)
+    assert main(["data", "stats", str(root), "--check-images", "--out", str(tmp_path / "s.png")]) == 1
+    out = capsys.readouterr().out
+    assert "image check: 2 problems" in out
+    assert "im3.jpg: cannot decode image" in out
+    assert "im1.jpg: cannot decode image (image file is truncated" in out and "(repairable: data.on_bad_image=repair" in out
+
+
+def test_a_dataset_opened_by_a_relative_path_decodes_what_the_check_decided(tmp_path, make, monkeypatch):
+    _voc(tmp_path / "data", make, truncate=1, garbage=3)
+    monkeypatch.chdir(tmp_path)
+    ds = open_dataset("data")
+    report = check_images([ds], "repair")
+    assert report.repaired_files == ["data/images/im1.jpg"] and report.skipped_files == ["data/images/im3.jpg"]
+    assert len(ds) == 3 and all(ds[i][0].shape == (3, 40, 48) for i in range(3))

@@ -236,3 +236,19 @@ def test_a_voc_split_file_naming_a_missing_image_names_the_split_file_and_the_im
     (tmp_path / "JPEGImages" / "b.jpg").unlink()
     with pytest.raises(DatasetError, match=r"Main/train.txt: id 'b' names image .*JPEGImages/b.jpg .*which is not there"):
         open_dataset(tmp_path, "train")
+
+
+def test_a_roboflow_style_umbrella_category_without_boxes_is_not_a_class(tmp_path, make):
+    for split, stems in (("train", {"a", "b"}), ("valid", {"c"})):
+        _coco_split(make, tmp_path / split, stems)
+        path = tmp_path / split / "_annotations.coco.json"
+        doc = json.loads(path.read_text())
+        doc["categories"] = [{"id": 0, "name": "pets", "supercategory": "none"},
+                             {"id": 1, "name": "cat", "supercategory": "pets"},
+                             {"id": 2, "name": "dog", "supercategory": "pets"}]
+        path.write_text(json.dumps(doc))
+    train = open_dataset(tmp_path, "train")
+    assert train.class_names == ["cat", "dog"] and train.category_ids == [1, 2]
+    assert train.skips.counts["supercategory_dropped"] == 1 and "'pets', id 0" in train.skips.examples[
+        "supercategory_dropped"][0]
+    _check(open_dataset(tmp_path))

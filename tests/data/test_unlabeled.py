@@ -61,7 +61,8 @@ def test_unreadable_files_are_counted_logged_and_left_out(tmp_path, caplog):
     assert any("2 of 5 files" in r.getMessage() for r in caplog.records)
     # The default, repair, keeps the truncated JPEG (decoded as far as it goes) and counts it.
     repaired = read_image_folder(tmp_path)
-    assert len(repaired) == 4 and repaired.skips.counts == Counter({"unreadable_image": 1, "repaired_image": 1})
+    assert len(repaired) == 4 and repaired.skips.counts == Counter({"unreadable_image": 1})
+    assert [m.split(": ")[0] for m in repaired.image_check.repaired] == [str(tmp_path / "truncated.jpg")]
     k = [repaired.records.file_name(i) for i in range(4)].index("truncated.jpg")
     assert repaired[k][0].shape[1:] == (repaired.records.heights[k], repaired.records.widths[k])
     (tmp_path / "ok0.jpg").unlink(), (tmp_path / "ok1.jpg").unlink(), (tmp_path / "ok2.jpg").unlink()

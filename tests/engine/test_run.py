@@ -208,3 +208,21 @@ def test_one_function_decides_where_a_runs_teacher_cache_lives(tmp_path):
     jitter = load_config(None, ["data.scale_jitter=[80, 112]"])
     assert teacher_cache_folder(jitter, tmp_path / "shared", log=notes.append) is None
     assert len(notes) == 1 and "data.scale_jitter" in notes[0] and "live" in notes[0]
+
+
+def test_a_subclass_overriding_a_renamed_run_step_is_refused_where_it_is_written():
+    from detdistill.engine.run import DistillRun, TrainRun
+
+    with pytest.raises(TypeError, match=r"GivenData.build_datasets: the run step is gone; pass datasets="):
+        class GivenData(DistillRun):  # what a caller wrote before the steps were named open_data, ...
+            def build_datasets(self):  # noqa: ANN202
+                return None
+    with pytest.raises(TypeError, match=r"Mine.build_model: the run step is gone; override build_module"):
+        class Mine(TrainRun):
+            def build_model(self):  # noqa: ANN202
+                return None
+
+    class Fine(TrainRun):  # the new names are what a subclass overrides
+        def open_data(self):  # noqa: ANN202
+            return None
+    assert Fine.open_data is not TrainRun.open_data

@@ -61,3 +61,33 @@ def test_lowrank_candidates_record_ratio_and_knobs(teacher_path, generated) -> N
     assert describe_pairing(teacher, model).pairs
     zoo = next(c for c in cands if c.kind == "zoo")
     assert describe_pairing(teacher, build_candidate(zoo, teacher)).pairs
+
+
+def test_the_stride8_family_joins_where_objects_are_small_and_pairs_through_the_feature_terms() -> None:
+    from detdistill.data.synthetic import SyntheticShapes
+    from detdistill.distill.config import DistillConfig
+    from detdistill.models import build_detector
+    from detdistill.models.pairing import feature_levels
+    from detdistill.shrink.candidates import Family, small_object_share
+
+    teacher = build_detector("mobilenet_v2_fpn", 7, min_size=96, max_size=96)  # finest stride 16
+    s8 = Family("mobilenet_v2_s8", "mobilenet_v2_050_fpn_s8", "width_mult", (0.35,), (32,), (128,),
+                pairs="features", small_objects_only=True)
+    lean = (TEST_TIERS[-1],)
+    lines: list[str] = []
+    assert generate_candidates(teacher, families=[s8], lowrank_ratios=(), tiers=lean, small_objects=False,
+                               log=lines.append) == []
+    assert any("family mobilenet_v2_s8 left out: the training data has few small objects" in x for x in lines)
+    (cand,) = generate_candidates(teacher, families=[s8], lowrank_ratios=(), tiers=lean, small_objects=True,
+                                  distill_config=DistillConfig(recipe="pkd"), log=lines.append)
+    model = build_candidate(cand, teacher)
+    assert min(lv.stride for lv in feature_levels(model)) == 8
+    assert not describe_pairing(teacher, model).pairs  # not anchor by anchor: through the feature terms
+    lines.clear()  # the RPN terms need anchors that match one to one: the family is left out, saying why
+    assert generate_candidates(teacher, families=[s8], lowrank_ratios=(), tiers=lean, small_objects=True,
+                               distill_config=DistillConfig(recipe="chen2017"), log=lines.append) == []
+    assert any("the distillation terms refuse it" in x for x in lines)
+    # at 96 px every synthetic box is under 3 x 16 px; at a 1600 px input none is
+    data = SyntheticShapes("train", num_images=4)
+    assert small_object_share(data, teacher) == 1.0
+    assert small_object_share(data, build_detector("mobilenet_v2_fpn", 7, min_size=1600, max_size=1600)) == 0.0

@@ -43,6 +43,9 @@ from ..errors import DetDistillError
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
+# The image files every reader looks for (one list, so a folder means the same thing to each of them).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 class DatasetError(DetDistillError):
     """Bad input: the message names the file, the field and the value."""
@@ -280,18 +283,28 @@ def decode_image(path: str | Path, *, allow_truncated: bool = False, draft: bool
     ``draft``: a JPEG is decoded at 1/8 scale (libjpeg still reads every entropy-coded block, so truncation
     and bad data are found) -- what the pre-flight check uses; the image returned is then smaller.
     """
+    return decode_image_and_size(path, allow_truncated=allow_truncated, draft=draft)[0]
+
+
+def decode_image_and_size(path: str | Path, *, allow_truncated: bool = False,
+                          draft: bool = False) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`decode_image` and the full-resolution ``(width, height)`` after EXIF orientation, from one open
+    of the file (a ``draft`` image is smaller than the size returned)."""
     path = require_file(path, "image file")
     try:
         with open_image(path) as img:
             orientation = exif_orientation(img, path)
             fmt = img.format
+            width, height = img.size
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
             if draft and fmt == "JPEG":
                 img.draft("RGB", (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
             with truncated_images_allowed(allow_truncated):
                 img.load()
             out = img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
             out.format = fmt
-            return _to_rgb(out, path)
+            return _to_rgb(out, path), (width, height)
     except DatasetError:
         raise
     except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as exc:

@@ -426,9 +426,11 @@ def read_coco(
             raise DatasetError(f"{path}: field 'categories[{k}].id' has value {cid}: duplicate category id")
         cat_name[cid] = cname
         cat_index[cid] = k
+    umbrella = None  # a category that only names the others' supercategory (labelling-tool exports)
     if class_names is None:
         category_ids = sorted(cat_name)
         class_names = [cat_name[c] for c in category_ids]
+        umbrella = _umbrella_category(cats, cat_name)
     else:
         class_names = list(class_names)
         by_name = {v: k for k, v in cat_name.items()}
@@ -445,6 +447,14 @@ def read_coco(
         raise AssertionError(f"{path}: annotations failed a column check that no entry fails")  # pragma: no cover
     cols = anns.finish()
     report = SkipReport()
+    if umbrella is not None and len(category_ids) > 1 and not np.any(cols["category_id"] == umbrella):
+        # Roboflow-style exports list the dataset's name as category 0, the supercategory of every class, with
+        # no box: a class the model would have to learn from nothing.
+        k = category_ids.index(umbrella)
+        report.add("supercategory_dropped", f"{path}: field 'categories[{cat_index[umbrella]}]' ({cat_name[umbrella]!r}, "
+                                            f"id {umbrella}) is only the supercategory of the others and has no "
+                                            "annotation; not a class")
+        category_ids, class_names = category_ids[:k] + category_ids[k + 1:], class_names[:k] + class_names[k + 1:]
     report_class_names(class_names, report, lambda i: f"{path}: field 'categories[{cat_index[category_ids[i]]}].name'")
 
     # Which image and which label each annotation has; the first bad one (in file order) stops the read.
@@ -566,6 +576,15 @@ def _first_bad_image(images: list, path: Path) -> None:
         if iid in seen:
             raise DatasetError(f"{path}: field 'images[{k}].id' has value {iid}: duplicate image id")
         seen.add(iid)
+
+
+def _umbrella_category(cats: list, cat_name: dict[int, str]) -> int | None:
+    """The id of a category whose name is the ``supercategory`` of every other category, or None."""
+    for cid, name in cat_name.items():
+        others = [c for c in cats if c.get("id") != cid]
+        if others and all(isinstance(c, dict) and c.get("supercategory") == name for c in others):
+            return cid
+    return None
 
 
 def _first_bad_annotation(anns: list, path: Path, image_ids: set[int], label_of: dict[int, int],

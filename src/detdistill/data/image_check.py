@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..utils import atomic_write_text
-from .base import DatasetError, DetectionDataset, decode_image
+from .base import DatasetError, DetectionDataset, decode_image_and_size
 
 log = logging.getLogger("detdistill.data")
 
@@ -80,8 +80,10 @@ class ImageCheckReport:
     on_bad_image: str
     checked: int = 0
     decoded: int = 0  # files decoded in this pass; the others' verdicts came from the cache
-    repaired: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # one message per file
     skipped: list[str] = field(default_factory=list)
+    repaired_files: list[str] = field(default_factory=list, repr=False)  # the paths, as the dataset spells them
+    skipped_files: list[str] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     cache_files: list[str] = field(default_factory=list)
 
@@ -113,24 +115,33 @@ def checkable(dataset: DetectionDataset) -> bool:
 def verdict(path: Path) -> tuple[str, int, int, str]:
     """``(status, width, height, message)`` of one file: ``ok``, ``truncated`` (decodes only with truncation
     allowed) or ``bad``; width and height are those of the decoded (EXIF-oriented) image."""
-    from .validate import read_image_size
-
     try:
-        width, height = read_image_size(path)
-    except DatasetError as exc:
-        return _BAD, 0, 0, str(exc)
-    try:
-        decode_image(path, draft=True)
+        _, (width, height) = decode_image_and_size(path, draft=True)
         return _OK, width, height, ""
     except DatasetError as exc:
         first = str(exc)
     if "truncated" not in first:
         return _BAD, 0, 0, first
     try:
-        decode_image(path, draft=True, allow_truncated=True)
+        _, (width, height) = decode_image_and_size(path, draft=True, allow_truncated=True)
     except DatasetError as exc:
         return _BAD, 0, 0, str(exc)
     return _TRUNCATED, width, height, first
+
+
+def _image_keys(ds: DetectionDataset) -> list[str]:
+    """Each image's absolute path as a string: the cache key (a COCO-size set: built without a Path per image)."""
+    if type(ds).image_path is not DetectionDataset.image_path or ds.root is None:
+        return [os.path.abspath(ds.image_path(i)) for i in range(len(ds))]
+    root = os.path.abspath(ds.root) + os.sep
+    table = ds.records
+    blob, cuts = table.names.tobytes(), table.name_offsets.tolist()
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        name = blob[a:b].decode("utf-8", "surrogateescape")
+        joined = name if name.startswith(os.sep) else root + name
+        out.append(os.path.normpath(joined) if "./" in name or "/." in name or "//" in name else joined)
+    return out
 
 
 def _load_cache(path: Path) -> dict[str, list]:
@@ -143,9 +154,9 @@ def _load_cache(path: Path) -> dict[str, list]:
     return data["files"]
 
 
-def _stat_key(path: Path) -> tuple[int, int] | None:
+def _stat_key(path: str) -> tuple[int, int] | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
@@ -156,7 +167,7 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
                  apply: bool = True) -> ImageCheckReport:
     """Check every image of ``datasets`` once (see the module docstring) and apply ``on_bad_image`` to them.
 
-    ``datasets``: name -> dataset (None entries skipped; the name prefixes messages), or a list.
+    ``datasets``: name -> dataset (None entries skipped), or a list; messages name each file.
     ``cache_dir``: None for :func:`default_cache_dir`, ``False`` for no cache. ``apply=False`` only reports
     (``data stats``). Raises :class:`BadImageError` under ``error`` when any file is bad, naming every one.
 
@@ -189,17 +200,16 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
         if cache_path is not None and cache_path not in caches:
             caches[cache_path] = _load_cache(cache_path)
         cache = caches.get(cache_path, {}) if cache_path is not None else {}
-        paths = [ds.image_path(i) for i in range(len(ds))]
+        paths = _image_keys(ds)
         paths_of[name] = paths
-        for p in paths:
-            key = os.path.abspath(p)
+        for key in paths:
             if key not in verdicts:
-                stat = _stat_key(p)
+                stat = _stat_key(key)
                 hit = cache.get(key)
                 if stat is not None and hit is not None and hit[0] == stat[0] and hit[1] == stat[1]:
                     verdicts[key] = (hit[2], hit[3], hit[4], hit[5])
                 else:
-                    verdicts[key] = verdict(p)
+                    verdicts[key] = verdict(Path(key))
                     report.decoded += 1
                     if stat is not None and cache_path is not None:
                         cache[key] = [stat[0], stat[1], *verdicts[key]]
@@ -217,22 +227,26 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
         keep = np.ones(len(ds), bool)
         repaired: set[str] = set()
         widths, heights = ds.records.widths, ds.records.heights
-        for i, p in enumerate(paths_of[name]):
-            status, w, h, message = verdicts[os.path.abspath(p)]
+        for i, key in enumerate(paths_of[name]):
+            status, w, h, message = verdicts[key]
             report.checked += 1
-            if status != _BAD and (w, h) != (int(widths[i]), int(heights[i])):
+            size_ok = status == _BAD or (w, h) == (int(widths[i]), int(heights[i]))
+            if status == _OK and size_ok:
+                continue
+            p = ds.image_path(i)  # the dataset's own spelling of the path (what its decoding looks up)
+            if not size_ok:
                 status, message = _BAD, (f"{p}: annotated size (width={int(widths[i])}, height={int(heights[i])}) "
                                          f"disagrees with the decoded image (width={w}, height={h})")
-            if status == _OK:
-                continue
             if on_bad_image == "error":
                 bad.append(message)
             elif status == _TRUNCATED and on_bad_image == "repair":
                 repaired.add(str(p))
                 report.repaired.append(f"{message}; decoded as far as it goes")
+                report.repaired_files.append(str(p))
             else:
                 keep[i] = False
                 report.skipped.append(message)
+                report.skipped_files.append(str(p))
         decisions[name] = (keep, frozenset(repaired))
     report.seconds = time.perf_counter() - start
     if bad:
@@ -249,8 +263,9 @@ def check_images(datasets: Mapping[str, DetectionDataset | None] | Iterable[Dete
                 ds.records = ds.records.take(np.flatnonzero(keep))
             if repaired:
                 ds.repaired_images = ds.repaired_images | repaired
-    for line in report.repaired:
-        log.warning("repaired %s", line)
-    for line in report.skipped:
-        log.warning("left out %s", line)
+    if apply:  # a report-only check (data stats) prints its findings itself
+        for line in report.repaired:
+            log.warning("repaired %s", line)
+        for line in report.skipped:
+            log.warning("left out %s", line)
     return report

@@ -32,7 +32,7 @@ from .validate import (
     require_nonempty,
     validate_boxes,
 )
-from .voc import IMAGE_EXTENSIONS
+from .base import IMAGE_EXTENSIONS
 
 IGNORED_TYPES = frozenset({"DontCare"})
 

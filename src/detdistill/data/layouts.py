@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from .base import DatasetError, DetectionDataset, ImageRecord
+from .base import IMAGE_EXTENSIONS, DatasetError, DetectionDataset, ImageRecord
 from .validate import SkipReport, finish_dataset
 
 SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("valid", "val", "validation"), "test": ("test", "testing")}
@@ -91,7 +91,6 @@ def open_split_folders(root: Path, folders: dict[str, Path], split: str | None, 
 
 def describe_folder(root: str | Path, limit: int = 6) -> str:
     """What ``root`` holds, by folder and file type: ``164 .xml in annots/, 164 .jpg in images/``."""
-    from .voc import IMAGE_EXTENSIONS
 
     root = Path(root)
     if not root.is_dir():

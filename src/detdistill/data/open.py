@@ -28,6 +28,7 @@ from .base import DatasetError, DetectionDataset
 from .coco import find_coco_json, read_coco
 from .kitti import find_kitti_root, read_kitti
 from .layouts import describe_folder, find_split_folders, guess_from_files, open_split_folders
+from .split import check_fractions, split_dataset
 from .synthetic import SyntheticConfig, SyntheticShapes
 from .tfcsv import find_csv_files, is_tf_csv, read_tf_csv
 from .validate import SkipReport, check_on_bad_box
@@ -144,8 +145,6 @@ def open_dataset(
     check_on_bad_box(on_bad_box)
     if auto_split is not None or on_bad_image is not None:
         if auto_split is not None:
-            from .prepare import open_auto_split
-
             if split not in ("train", "val", "test"):
                 raise DatasetError(f"split {split!r}: with auto_split, name the part to read: train, val or test")
             parts = open_auto_split(source, auto_split, auto_split_seed, format=format, on_bad_box=on_bad_box,
@@ -241,3 +240,11 @@ def _open_path(path: Path, split: str | None, fmt: str, on_bad_box: str, class_m
     if fmt == "yolo":
         return read_yolo(path, split, class_names=class_names, on_bad_box=on_bad_box)
     return read_kitti(path, split, class_map=class_map, class_names=class_names, on_bad_box=on_bad_box)
+
+
+def open_auto_split(source: str, fractions: list[float], seed: int, *, format: str | None = None,  # noqa: A002
+                    on_bad_box: str = "error", **kwargs: Any) -> dict[str, DetectionDataset]:
+    """Every image of ``source`` (its own splits ignored), cut into ``train``/``val``/``test``."""
+    check_fractions(fractions)
+    whole = open_dataset(source, None, format, on_bad_box=on_bad_box, **kwargs)
+    return split_dataset(whole, fractions, seed)

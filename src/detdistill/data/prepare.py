@@ -18,7 +18,8 @@ from typing import Any, Callable
 from ..utils import atomic_write_text
 from .base import DatasetError, DetectionDataset
 from .image_check import ImageCheckReport, check_images, check_on_bad_image
-from .split import PARTS, check_fractions, split_dataset, split_summary, write_split
+from .open import open_auto_split, open_dataset
+from .split import PARTS, split_summary, write_split
 
 log = logging.getLogger("detdistill.data")
 
@@ -54,16 +55,6 @@ def _source_kwargs(d: Any, num: int | None) -> dict[str, Any]:
     return kwargs
 
 
-def open_auto_split(source: str, fractions: list[float], seed: int, *, format: str | None = None,  # noqa: A002
-                    on_bad_box: str = "error", **kwargs: Any) -> dict[str, DetectionDataset]:
-    """Every image of ``source`` (its own splits ignored), cut into ``train``/``val``/``test``."""
-    from .open import open_dataset
-
-    check_fractions(fractions)
-    whole = open_dataset(source, None, format, on_bad_box=on_bad_box, **kwargs)
-    return split_dataset(whole, fractions, seed)
-
-
 def open_config_datasets(d: Any, *, progress: bool = False, cache_dir: str | Path | None = None,
                          log_fn: Callable[[str], None] | None = None) -> PreparedData:
     """The train/val/test datasets of a :class:`~detdistill.config.DataConfig` ``d``, checked before step 1.
@@ -73,8 +64,6 @@ def open_config_datasets(d: Any, *, progress: bool = False, cache_dir: str | Pat
     ``test`` or null). Then every image of the splits is checked once (:func:`check_images`, cached) and
     ``d.on_bad_image`` applied: the datasets returned decode every image they hold.
     """
-    from .open import open_dataset
-
     check_on_bad_image(d.on_bad_image)
     keys = (("data.train_split", d.train_split, d.num_train_images), ("data.val_split", d.val_split,
             d.num_eval_images), ("data.test_split", d.test_split, d.num_eval_images))

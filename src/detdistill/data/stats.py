@@ -68,6 +68,18 @@ class DatasetStats:
         return d
 
 
+def checked_image_problems(dataset: DetectionDataset) -> list[str]:
+    """The pre-flight check's findings (:mod:`.image_check`, cached): what a run would leave out, and the
+    truncated files ``data.on_bad_image=repair`` (the default) would decode as far as they go."""
+    from .image_check import check_images as preflight, checkable
+
+    if not checkable(dataset):
+        return check_images(dataset)  # generated images: decoded through the dataset itself
+    report = preflight([dataset], "repair", apply=False)
+    return report.skipped + [f"{m.removesuffix('; decoded as far as it goes')} (repairable: data.on_bad_image=repair "
+                             "decodes it as far as it goes; skip or error leave it out or stop)" for m in report.repaired]
+
+
 def size_bucket(area: np.ndarray) -> np.ndarray:
     """0 small, 1 medium, 2 large (COCO's bounds)."""
     return np.digitize(np.asarray(area, np.float64), [SMALL_AREA, MEDIUM_AREA])
@@ -108,7 +120,7 @@ def dataset_stats(dataset: DetectionDataset, check: bool = False) -> DatasetStat
         classes=classes,
         problems=dict(skips.counts) if skips is not None else {},
         problem_examples={r: list(v) for r, v in skips.examples.items()} if skips is not None else {},
-        image_problems=check_images(dataset) if check else None,
+        image_problems=checked_image_problems(dataset) if check else None,
         box_sqrt_areas=sqrt_areas,
     )
 

@@ -29,7 +29,7 @@ import torch
 from ..utils import file_sha256
 from .base import DatasetError, DetectionDataset, ImageRecord, Target
 from .validate import SkipReport
-from .voc import IMAGE_EXTENSIONS
+from .base import IMAGE_EXTENSIONS
 
 log = logging.getLogger("detdistill.data")
 
@@ -115,12 +115,12 @@ def read_image_folder(folder: str | Path, progress: bool = False, on_bad_image: 
     if records:
         report = check_images({"data.unlabeled": ds}, on_bad_image, cache_dir=cache_dir, progress=progress,
                               apply=False)
-        left_out = {m.split(": ", 1)[0] for m in report.skipped}
+        left_out = set(report.skipped_files)
         keep = [i for i in range(len(ds)) if str(ds.image_path(i)) not in left_out]
         unreadable += report.skipped
-        ds.repaired_images = frozenset(m.split(": ", 1)[0] for m in report.repaired)
-        for message in report.repaired:
-            skips.add("repaired_image", message)
+        ds.repaired_images = frozenset(report.repaired_files)
+        for message in report.repaired:  # kept, so not a skip: logged, and counted in ds.image_check
+            log.warning("data.unlabeled: repaired %s", message)
         ds.image_check = report
         if len(keep) < len(ds):
             ds.records = ds.records.take(keep)

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DatasetError, DetectionDataset, ImageRecord, optional_file, require_file
+from .base import IMAGE_EXTENSIONS, DatasetError, DetectionDataset, ImageRecord, optional_file, path_kind, require_file
 from .validate import (
     SkipReport,
     bad_input,
@@ -42,7 +42,6 @@ from .validate import (
     validate_boxes,
 )
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUTS = (("Annotations", "JPEGImages", Path("ImageSets") / "Main"), ("annotations", "images", Path("splits")))
 
 
@@ -284,7 +283,7 @@ def read_voc(
     records = []
     for image_id, f in enumerate(parsed):
         image_path = _image_file(layout, f)
-        if split is not None and not image_path.is_file():
+        if split is not None and path_kind(image_path) == "missing":  # other kinds: named when decoded
             # The split file chose this image: name both (the pre-flight check would only name the image).
             raise DatasetError(f"{layout.splits / (split + '.txt')}: id {f.path.stem!r} names image {image_path} "
                                f"(from {f.path}), which is not there; restore the image or remove the id")

@@ -31,7 +31,7 @@ from .validate import (
     require_nonempty,
     validate_boxes,
 )
-from .voc import IMAGE_EXTENSIONS
+from .base import IMAGE_EXTENSIONS
 
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val")}

@@ -1,11 +1,13 @@
 """Runs described by an :class:`~detdistill.config.ExperimentConfig`: ``train`` a detector, ``distill`` a student.
 
-A run is one object (detectron2's ``DefaultTrainer`` split): :class:`TrainRun` builds the datasets, the model
-and the trained module, fits them with the :class:`~detdistill.engine.trainer.Trainer` and tests the result,
-returning one :class:`RunSummary`; :class:`DistillRun` is the same run with a teacher, read and checked once,
-and offers its pairing report as :meth:`DistillRun.dry_run_report`. The files a run writes are named by
-:class:`~detdistill.engine.folder.RunFolder`. ``train_detector`` / ``distill_student`` / ``cache_teacher``
-are the one-call forms the CLI and the study runner use.
+A run is one object (detectron2's ``DefaultTrainer`` split) whose steps say what they do: :class:`TrainRun`
+opens its data (the config's splits, or a :data:`DatasetFactory`'s), builds the module, fits it with the
+:class:`~detdistill.engine.trainer.Trainer` and tests the result, returning one :class:`RunSummary`;
+:class:`DistillRun` adds a step that loads and checks the teacher (and opens its cache, the Distiller's teacher
+source) and offers its pairing report as :meth:`DistillRun.dry_run_report`. The files a run writes are named
+by :class:`~detdistill.engine.folder.RunFolder`; where its teacher cache lives, by :func:`teacher_cache_folder`.
+``train_detector`` / ``distill_student`` / ``cache_teacher`` are the one-call forms the CLI and the study runner
+use.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ whose inputs are unchanged and recomputes the others, saying what changed. Run f
     init/<candidate>/  the compressed teacher a low-rank candidate starts from
     search/<N>steps/<candidate>/seed<k>/   successive-halving runs; score.json = validation metrics
     final/<role>-seed<k>/   the chosen candidate's full runs; score.json = test (or validation) metrics
+    final/teacher-<split>/, final/speed/   the teacher's scores, the trained student's speed check
     student.pt, candidates.csv, summary.json, shrink.html, shrink.png
 
 Every run folder holds ``key.json`` (written before its first step) and its done marker ``score.json``;
@@ -191,6 +192,7 @@ class SearchState:
     rows: list[Row] = field(default_factory=list)
     admitted: set[str] = field(default_factory=set)
     front: list[str] = field(default_factory=list)
+    first_rung: list[str] = field(default_factory=list)
     rungs: list[dict[str, Any]] = field(default_factory=list)
     chosen: str = ""
     final: dict[str, Any] = field(default_factory=dict)
@@ -326,11 +328,10 @@ def step_rank(plan: ShrinkPlan, st: SearchState) -> None:
     st.admitted = {r.id for r in st.rows if target.met(r.speed_up, r.median_ms, with_margin=True)}
     st.front = [r.id for r in pareto_front(st.rows)]
     write_csv(_table(st), plan.out / "candidates.csv")
-    first = [r.id for r in first_rung(st.rows, target, plan.rungs[0].size, plan.inputs.threads)]
-    st.rungs = [{"index": 0, "steps": plan.rungs[0].steps, "entered": first, "scores": {}, "kept": []}]
-    families = sorted({st.by_id()[cid].family for cid in first})
+    st.first_rung = [r.id for r in first_rung(st.rows, target, plan.rungs[0].size, plan.inputs.threads)]
+    families = sorted({st.by_id()[cid].family for cid in st.first_rung})
     plan.log(f"shrink: {len(st.admitted)} of {len(st.candidates)} candidates meet the target ({target.admitted()}); "
-             f"successive halving from {len(first)} ({', '.join(families)}): "
+             f"successive halving from {len(st.first_rung)} ({', '.join(families)}): "
              + ", ".join(f"{r.size} x {r.steps} steps" for r in plan.rungs))
 
 
@@ -349,8 +350,7 @@ def step_distil(plan: ShrinkPlan, st: SearchState) -> None:
 
     total = sum(r.size for r in plan.rungs) * len(plan.inputs.seeds)
     with tqdm(total=total, desc="shrink: successive halving", unit="run", disable=not plan.progress) as bar:
-        st.rungs = successive_halving(plan.rungs, st.rungs[0]["entered"], {c.id: c.params for c in st.candidates},
-                                      score)
+        st.rungs = successive_halving(plan.rungs, st.first_rung, {c.id: c.params for c in st.candidates}, score)
     for r in st.rungs:
         plan.log(f"shrink: rung {r['index'] + 1}: {r['steps']} steps x {len(plan.inputs.seeds)} seed(s); kept "
                  + ", ".join(f"{cid} ({r['scores'][cid].get('mAP50', 0):.3f})" for cid in r["kept"])
@@ -397,7 +397,7 @@ def step_report(plan: ShrinkPlan, st: SearchState) -> None:
     st.result = ShrinkResult(
         out_dir=plan.out, target=str(inp.target),
         target_value={"speed_up": inp.target.speed_up, "ms": inp.target.ms, "margin": inp.target.margin},
-        threads=inp.threads, teacher=teacher_row, candidates=_table(st), shortlist=st.rungs[0]["entered"],
+        threads=inp.threads, teacher=teacher_row, candidates=_table(st), shortlist=st.first_rung,
         chosen=st.chosen, validation={"split": plan.data.val.name, "images": len(plan.data.val),
                                       "holdout": plan.identity["data"]["holdout"] is not None},
         final=st.final, final_speed=st.speed, budget_steps=inp.budget_steps, final_steps=plan.final_steps,
@@ -554,7 +554,7 @@ def _table(st: SearchState) -> list[dict[str, Any]]:
                      "gflops": c.gflops, "compression": c.compression, "median_ms": t.median_ms, "p10_ms": t.p10_ms,
                      "p90_ms": t.p90_ms, "images_per_s": t.images_per_s, "speed_up": t.speed_up,
                      "feasible": c.id in st.admitted, "front": c.id in st.front,
-                     "shortlisted": bool(st.rungs) and c.id in st.rungs[0]["entered"],
+                     "shortlisted": c.id in st.first_rung,
                      "last_rung": None if last is None else last["index"] + 1,
                      "last_rung_steps": None if last is None else last["steps"],
                      "val_mAP50": score.get("mAP50"), "val_AP": score.get("AP"),
