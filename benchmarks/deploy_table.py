@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from detdistill.data.open import open_dataset
-from detdistill.deploy import load_artifact
+from detdistill.deploy import ArtifactError, load_artifact
 from detdistill.deploy.export import export_artifact
 from detdistill.eval.inference import evaluate_model
 from detdistill.models import load_detector
@@ -38,16 +38,28 @@ RUNTIME_NAME = {"onnx": "onnxruntime", "openvino": "openvino"}
 
 def build_variants(checkpoint: Path, out: Path, args: argparse.Namespace, calibration: Any,
                    validation: Any) -> dict[str, Any]:
-    """name -> model: eager fp32 and each exported artifact (kept under ``out`` so a rerun reuses them)."""
+    """name -> model: eager fp32 and each exported artifact (kept under ``out`` so a rerun reuses them). An int8
+    export the accuracy check refuses is recorded in ``out/refused.json`` and left out."""
     models: dict[str, Any] = {"torch fp32": load_detector(checkpoint).eval()}
+    refused_path = out / "refused.json"
+    refused = json.loads(refused_path.read_text()) if refused_path.is_file() else {}
     for fmt, precision in VARIANTS:
         folder = out / f"{fmt}-{precision}"
+        name = f"{RUNTIME_NAME[fmt]} {precision}"
+        if name in refused:
+            continue
         if not (folder / "manifest.json").is_file():
-            export_artifact(checkpoint, folder, fmt=fmt, precision=precision, input_size=args.input_size,
-                            calibration=calibration, calib_images=args.calib_images, validation=validation,
-                            max_drop=args.max_drop, threads=args.threads, overwrite=True,
-                            log=lambda line: print(line, file=sys.stderr))
-        models[f"{RUNTIME_NAME[fmt]} {precision}"] = load_artifact(folder, threads=args.threads)
+            try:
+                export_artifact(checkpoint, folder, fmt=fmt, precision=precision, input_size=args.input_size,
+                                calibration=calibration, calib_images=args.calib_images, validation=validation,
+                                max_drop=args.max_drop, threads=args.threads, overwrite=True,
+                                log=lambda line: print(line, file=sys.stderr))
+            except ArtifactError as exc:
+                print(f"refused: {exc}", file=sys.stderr)
+                refused[name] = str(exc)
+                atomic_write_text(json.dumps(refused, indent=1), refused_path)
+                continue
+        models[name] = load_artifact(folder, threads=args.threads)
     return models
 
 
@@ -108,9 +120,10 @@ def main() -> int:
     latency = {n: Latency.from_seconds(s) for n, s in interleaved_times(timed, images, args.threads).items()}
 
     rows = []
-    for name in teacher:
-        s_ms, t_ms = latency[f"student {name}"].median_ms, latency[f"teacher {name}"].median_ms
-        student_scores = [scores[f"student{k}"][name] for k in range(len(students))]
+    for name in students[0]:
+        s_ms = latency[f"student {name}"].median_ms
+        t_ms = latency[f"teacher {name}"].median_ms if f"teacher {name}" in latency else float("nan")
+        student_scores = [scores[f"student{k}"][name] for k in range(len(students)) if name in scores[f"student{k}"]]
         rows.append({
             "variant": name, "student_ms": s_ms, "teacher_ms": t_ms,
             "x_student_eager": latency["student torch fp32"].median_ms / s_ms,
@@ -122,13 +135,16 @@ def main() -> int:
             "student_AP": statistics.mean(s["AP"] for s in student_scores),
             "student_mAP50_minus_eager": statistics.mean(
                 scores[f"student{k}"][name]["mAP50"] - scores[f"student{k}"]["torch fp32"]["mAP50"]
-                for k in range(len(students))),
-            "teacher_mAP50": scores["teacher"][name]["mAP50"], "teacher_AP": scores["teacher"][name]["AP"],
+                for k in range(len(students)) if name in scores[f"student{k}"]),
+            "teacher_mAP50": scores["teacher"].get(name, {}).get("mAP50", float("nan")),
+            "teacher_AP": scores["teacher"].get(name, {}).get("AP", float("nan")),
         })
-    manifests = {f"student{k}": json.loads((args.out / f"student{k}" / "openvino-int8" / "manifest.json").read_text())
-                 ["quantization"] for k in range(len(students))}
-    manifests["teacher"] = json.loads((args.out / "teacher" / "openvino-int8" / "manifest.json").read_text())[
-        "quantization"]
+    manifests = {}
+    for who in [f"student{k}" for k in range(len(students))] + ["teacher"]:
+        path = args.out / who / "openvino-int8" / "manifest.json"
+        refused = args.out / who / "refused.json"
+        manifests[who] = (json.loads(path.read_text())["quantization"] if path.is_file()
+                          else {"refused": json.loads(refused.read_text()).get("openvino int8", "not exported")})
     lines = [f"{len(students)} student seed(s), {len(images)} timed test images, {args.threads} thread(s), "
              f"input {args.input_size}, torch {torch.__version__}",
              "", "| variant | student ms | × student eager | × teacher eager | × teacher same runtime | teacher × own "
@@ -141,6 +157,9 @@ def main() -> int:
                      f" | {r['student_AP']:.3f} | {r['teacher_mAP50']:.3f} / {r['teacher_AP']:.3f} |")
     lines += ["", "int8 (validation mAP@0.5, fp32 → int8, what stayed in fp32):"]
     for who, qrec in manifests.items():
+        if "refused" in qrec:
+            lines.append(f"- {who}: refused by the accuracy check: {qrec['refused']}")
+            continue
         lines.append(f"- {who}: {qrec['val_mAP50_fp32']:.4f} → {qrec['val_mAP50_int8']:.4f} ({qrec['chosen']}; "
                      f"fp32: {', '.join(qrec['fp32_layers']) or 'nothing'})")
     text = "\n".join(lines)
