@@ -254,7 +254,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) != (args.data is None):
         raise UsageError("--model (or --checkpoint) and --data go together")
     if (args.gt is None) == (args.checkpoint is None):
-        raise UsageError("give either --model C --data SRC or --gt GT.json --detections DETS.json")
+        raise UsageError("give either --checkpoint C (or --model, a checkpoint or an artifact folder) --data SRC, or "
+                         "--gt GT.json --detections DETS.json")
     voc = {"use_07_metric": args.use_07_metric, "plus_one": args.plus_one}
     if args.gt is not None:
         result = commands.evaluate_files(args.gt, args.detections, args.metric, **voc)

@@ -78,7 +78,7 @@ def test_classes_that_differ_from_the_dataset_are_refused(onnx_dynamic, tmp_path
     raw = json.loads((folder / MANIFEST).read_text())
     raw["class_names"] = list(reversed(raw["class_names"]))
     (folder / MANIFEST).write_text(json.dumps(raw))
-    with pytest.raises(EvalInputError, match="the model's classes .* differ from the dataset's"):
+    with pytest.raises(EvalInputError, match="artifact classes .* differ from the dataset's"):
         evaluate_checkpoint(folder, SyntheticShapes("val", num_images=2), progress=False)
 
 

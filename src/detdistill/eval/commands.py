@@ -67,6 +67,12 @@ def load_inference_model(path: str | Path, *, device: str | None = None, min_sco
     return model, list(ckpt["class_names"]), list(ckpt["category_ids"])
 
 
+def _kind(path: str | Path) -> str:
+    from ..deploy import is_artifact
+
+    return "artifact" if is_artifact(path) else "checkpoint"
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: Any,
@@ -88,7 +94,7 @@ def evaluate_checkpoint(
     """
     model, class_names, _ = load_inference_model(checkpoint, device=device, min_score=min_score)
     if list(class_names) != list(dataset.class_names):
-        raise EvalInputError(f"{checkpoint}: the model's classes {class_names} differ from the dataset's "
+        raise EvalInputError(f"{checkpoint}: {_kind(checkpoint)} classes {class_names} differ from the dataset's "
                              f"{dataset.class_names} ({getattr(dataset, 'name', 'dataset')})")
     return evaluate_model(model, dataset, metric, batch_size=batch_size, device=device, progress=progress,
                           use_07_metric=use_07_metric, plus_one=plus_one)
@@ -168,7 +174,7 @@ def predict_checkpoint(
         image_ids = [int(r.image_id) for r in dataset.records]
         load_image = dataset.load_image
         if list(class_names) != list(dataset.class_names):
-            raise EvalInputError(f"{checkpoint}: the model's classes {class_names} differ from the dataset's "
+            raise EvalInputError(f"{checkpoint}: {_kind(checkpoint)} classes {class_names} differ from the dataset's "
                                  f"{dataset.class_names} ({dataset.name}); its category ids would not match")
     else:
         paths = collect_images(images)
