@@ -857,6 +857,9 @@ def _shrink_timer(args: argparse.Namespace) -> Any:
     return RuntimeTimer("onnx" if args.runtime == "onnxruntime" else "openvino", args.precision, args.input_size)
 
 
+TEACHER_ALONE_MAX_DROP = 0.01  # export's default --max-drop: the loss a quantised teacher may show and still ship
+
+
 def _teacher_alone(args: argparse.Namespace, cfg: Any, timer: Any) -> None:
     """The teacher itself, exported like the candidates, against the teacher in torch fp32: if that alone meets
     --target-speedup, no student is needed (said before the search, and written to the run folder)."""
@@ -875,14 +878,28 @@ def _teacher_alone(args: argparse.Namespace, cfg: Any, timer: Any) -> None:
     ratio = rows[1].speedup_vs_eager
     meets = (args.target_speedup is not None and ratio >= args.target_speedup) or (
         args.target_ms is not None and rows[1].median_ms <= args.target_ms)
+    scores: dict[str, float] = {}
     verdict = "meets the target: no student is needed" if meets else "does not meet the target alone"
+    if meets and timer.scores_exported and data.val is not None:  # fast enough; is it still accurate?
+        from .eval.inference import evaluate_model
+        from .models import load_detector
+
+        teacher = load_detector(args.teacher)
+        scores = {"val_mAP50_torch_fp32": float(evaluate_model(teacher, data.val, progress=False).metrics["mAP50"]),
+                  "val_mAP50_exported": timer.evaluate(teacher, data.val, data.train, args.threads)["mAP50"]}
+        drop = scores["val_mAP50_torch_fp32"] - scores["val_mAP50_exported"]
+        accuracy = (f"validation mAP@0.5 {scores['val_mAP50_exported']:.3f} as {timer.precision} against "
+                    f"{scores['val_mAP50_torch_fp32']:.3f} in fp32")
+        verdict = (f"meets the target at {accuracy}: no student is needed" if drop <= TEACHER_ALONE_MAX_DROP else
+                   f"meets the speed target but loses {drop:.3f} ({accuracy}): the search goes on")
     line = (f"shrink: the teacher itself as {timer.name}: {rows[1].median_ms:.1f} ms/image, {ratio:.2f}x its torch "
             f"fp32 images/s ({rows[0].median_ms:.1f} ms): {verdict}")
     print(line)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps({"timer": timer.name, "teacher_ms": rows[1].median_ms,
                                   "teacher_torch_fp32_ms": rows[0].median_ms, "speedup_over_torch_fp32": ratio,
-                                  "meets_target": bool(meets), "line": line}, indent=1), args.out / "teacher_alone.json")
+                                  "meets_target": bool(meets), **scores, "line": line}, indent=1),
+                      args.out / "teacher_alone.json")
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

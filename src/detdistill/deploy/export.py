@@ -25,7 +25,7 @@ from ..errors import DetDistillError
 from ..models.checkpoint import load_detector, read_checkpoint
 from ..utils import file_sha256
 from .artifact import FORMATS, MANIFEST, PRECISIONS, RUNTIME_OF, ArtifactError, Manifest
-from .quantize import calibration_indices, quantize_openvino, quantize_with_accuracy, ATTEMPTS
+from .quantize import ATTEMPTS, Validation, calibration_indices, quantize_openvino, quantize_with_accuracy
 from .runtime import OUTPUT_NAMES, ArtifactDetector, OpenVINOSession, import_runtime, letterbox, load_artifact
 
 Log = Callable[[str], None]
@@ -284,12 +284,20 @@ def _quantize(model: Any, samples: list[np.ndarray], manifest: Manifest, validat
         log("int8: whole model quantised; accuracy NOT checked (--max-drop none)")
         return quantize_openvino(model, samples, ATTEMPTS[0]), {"checked": False, "chosen": ATTEMPTS[0].name,
                                                                 "fp32_layers": [], "calibration_count": len(samples)}
-    from ..eval.inference import evaluate_model
+    from ..data.convert import to_coco_dict
+    from ..eval.inference import evaluate_model, score_images
+
+    coco_gt = to_coco_dict(validation)
 
     def score(candidate: Any) -> float:
         precision = "fp32" if candidate is model else "int8"
         detector = ArtifactDetector(manifest, OpenVINOSession(candidate, precision, threads))
         return float(evaluate_model(detector, validation, "coco", batch_size=1).metrics["mAP50"])
 
-    quantized, record = quantize_with_accuracy(model, samples, score, max_drop, log)
+    def score_compiled(compiled: Any, indices: list[int]) -> float:
+        return score_images(ArtifactDetector(manifest, OpenVINOSession.of_compiled(compiled)), validation, indices,
+                            coco_gt)
+
+    quantized, record = quantize_with_accuracy(model, samples, Validation(score, score_compiled, len(validation)),
+                                               max_drop, log)
     return quantized, {"checked": True, **record}

@@ -60,7 +60,17 @@ class OpenVINOSession:
         ov = import_runtime("openvino")
         config = {"INFERENCE_PRECISION_HINT": OPENVINO_HINT[precision], "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self._attach(ov.Core().compile_model(model, "CPU", config))
+
+    @classmethod
+    def of_compiled(cls, compiled: Any) -> "OpenVINOSession":
+        """A session around a model someone else compiled (NNCF's accuracy control compiles its own, in fp32)."""
+        session = cls.__new__(cls)
+        session._attach(compiled)
+        return session
+
+    def _attach(self, compiled: Any) -> None:
+        self.compiled = compiled
         self.request = self.compiled.create_infer_request()
         self.outputs = [self.compiled.output(name) for name in OUTPUT_NAMES]
         self.input_shape = [d.get_length() if d.is_static else None for d in self.compiled.input(0).get_partial_shape()]

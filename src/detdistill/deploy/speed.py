@@ -175,8 +175,11 @@ class RuntimeTimer:
     ``shrink``'s ``Timer``: ``timer(models, images, threads, warmup, progress) -> {name: seconds per image}``.
 
     int8 calibrates on the timing images themselves: this measures speed (a quantised model's latency does not
-    depend on which images set its scales); accuracy is measured on the quantised model's validation score.
+    depend on which images set its scales); accuracy is measured by :meth:`evaluate`, on the quantised model
+    calibrated on training images.
     """
+
+    calib_images = 50  # the export's default: what a user's `detdistill export --precision int8` calibrates on
 
     def __init__(self, fmt: str, precision: str, input_size: str | Sequence[int] | None = None) -> None:
         from .artifact import RUNTIME_OF
@@ -204,3 +207,26 @@ class RuntimeTimer:
                                       calib_images=len(images), max_drop=None, threads=threads, log=lambda _: None)
                 loaded[name] = load_artifact(result.folder, threads=threads)
             return interleaved_times(loaded, images, threads, warmup, progress=progress)
+
+    @property
+    def scores_exported(self) -> bool:
+        """Whether a model's score changes when exported this way (int8), so that a search must score the export."""
+        return self.precision == "int8"
+
+    def evaluate(self, model: Any, dataset: Any, calibration: Any, threads: int) -> dict[str, float]:
+        """The metrics of ``model`` on ``dataset`` as it ships: exported, and for int8 quantised (NNCF's defaults,
+        no accuracy check: this score is the check) on :attr:`calib_images` seeded images of ``calibration`` (a
+        training split, never the one scored)."""
+        from ..eval.inference import evaluate_model
+        from .export import Source, export_model
+
+        source = Source(list(dataset.class_names), list(dataset.category_ids), type(model).__name__)
+        with tempfile.TemporaryDirectory(prefix="detdistill-score-") as folder:
+            result = export_model(model, Path(folder) / "m", source, fmt=self.fmt, precision=self.precision,
+                                  input_size=self.input_size, example_size=tuple(dataset.load_image(0).shape[-2:]),
+                                  calibration=calibration if self.precision == "int8" else None,
+                                  calib_images=min(self.calib_images, len(calibration)), max_drop=None,
+                                  threads=threads, log=lambda _: None)
+            detector = load_artifact(result.folder, threads=threads)
+            metrics = evaluate_model(detector, dataset, batch_size=1, progress=False).metrics
+        return {k: float(v) for k, v in metrics.items()}

@@ -478,6 +478,8 @@ def _one_run(plan: ShrinkPlan, cand: Candidate, distil: bool, eval_set: Any, ste
     key = {"teacher_sha256": plan.teacher_sha if distil else None, "data": digest(plan.identity["data"]),
            "config": plan.identity["config"], "candidate": cand.as_dict(), "steps": steps, "seed": seed,
            "scored_on": split, "threads": plan.inputs.threads}
+    if _scores_exported(plan):
+        key["scored_as"] = timer_name(plan.timer)  # absent for torch: the keys of eager searches stay as they were
     done = _read_json(folder / "score.json")
     if claim(folder, key, str(folder.relative_to(plan.out)), plan.log) and isinstance(done, dict):
         return done
@@ -486,12 +488,21 @@ def _one_run(plan: ShrinkPlan, cand: Candidate, distil: bool, eval_set: Any, ste
     start = time.perf_counter()
     train_run(rc, Datasets(plan.data.train, None, None), distill=distil, log=_file_log(folder / "train.log"))
     seconds = time.perf_counter() - start
-    metrics = _evaluate(load_detector(folder / "last.pt"), eval_set, plan.inputs.threads)
+    model = load_detector(folder / "last.pt")
+    metrics = _evaluate(model, eval_set, plan.inputs.threads)
     result = {"candidate": cand.id, "seed": seed, "steps": steps, "split": eval_set.name,
               "split_role": "validation" if split == "val" else "test", "metrics": metrics,
               "train_seconds": seconds, "distilled": distil}
+    if _scores_exported(plan):  # ranked and reported as it ships; the eager score kept beside it
+        result.update(metrics=plan.timer.evaluate(model, eval_set, plan.data.train, plan.inputs.threads),
+                      metrics_torch_fp32=metrics, scored_as=timer_name(plan.timer))
     _write_json(result, folder / "score.json")
     return result
+
+
+def _scores_exported(plan: ShrinkPlan) -> bool:
+    """Whether the plan's runtime changes a model's score (int8), so candidates are scored as exported."""
+    return bool(getattr(plan.timer, "scores_exported", False))
 
 
 def _teacher_score(plan: ShrinkPlan, dataset: Any) -> dict[str, Any]:
