@@ -89,6 +89,10 @@ def test_an_int8_search_ranks_candidates_by_their_quantised_validation_score(tea
     assert sorted(set(timer.scored)) == [("synthetic-test", "synthetic-train", 64),
                                          ("synthetic-val", "synthetic-train", 32),
                                          ("synthetic-val", "synthetic-train", 64)]
+    assert result.scored_as == "fake int8"
+    from detdistill.shrink.report import write_report
+
+    assert "as it ships (fake int8)" in write_report(result).read_text()
     runs = sorted((tmp_path / "search").glob("*/*/seed*/score.json"))
     assert runs
     for path in runs:

@@ -402,11 +402,13 @@ def step_report(plan: ShrinkPlan, st: SearchState) -> None:
                                       "holdout": plan.identity["data"]["holdout"] is not None},
         final=st.final, final_speed=st.speed, budget_steps=inp.budget_steps, final_steps=plan.final_steps,
         seeds=list(inp.seeds), final_seeds=list(inp.final_seeds), checkpoint=st.checkpoint, seconds=st.seconds,
-        rungs=st.rungs, final_split_role=plan.final_role, timer=timer_name(plan.timer))
+        rungs=st.rungs, final_split_role=plan.final_role, timer=timer_name(plan.timer),
+        scored_as=timer_name(plan.timer) if _scores_exported(plan) else "torch fp32")
     if plan.report:
         st.result.page = write_report(st.result)
     d = st.final["distilled"]
-    plan.log(f"shrink: {st.chosen}: {plan.final_role} mAP@0.5 {d['mean'].get('mAP50', 0):.3f} ({d['split']}) at "
+    plan.log(f"shrink: {st.chosen}: {plan.final_role} mAP@0.5 {d['mean'].get('mAP50', 0):.3f} ({d['split']}, "
+             f"{st.result.scored_as}) at "
              f"{st.speed['speed_up']:.2f}x the teacher's images/s (trained, measured side by side); "
              f"page {st.result.page}")
 

@@ -186,6 +186,10 @@ def write_report(result: ShrinkResult) -> Path:
              f"({val['images']} images{', a seeded hold-out of the training split' if val['holdout'] else ''}). "
              f"The best finalist was trained for {result.final_steps} steps (seeds {result.final_seeds}) and "
              f"{scored}.")
+    if result.scored_as != "torch fp32":
+        about += (f" Every score on this page is that of the model as it ships ({html.escape(result.scored_as)}): "
+                  "each candidate was quantised after its distillation, calibrated on training images, and "
+                  "ranked on its quantised validation score; the eager fp32 score is kept in each run's score.json.")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>detdistill shrink</title>",
         f"<style>{STYLE}</style></head><body>",

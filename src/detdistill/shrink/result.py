@@ -43,6 +43,9 @@ class ShrinkResult:
     final_split_role: str = "test"
     """``test``, or ``validation`` when the config has no test split (the final runs are then scored there)."""
     timer: str = "cpu_timer"
+    scored_as: str = "torch fp32"
+    """How every score was measured: ``torch fp32``, or the exported form (``openvino int8 ...``) when exporting
+    changes the score, each candidate then quantised after its distillation (its eager score kept in score.json)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
