@@ -25,7 +25,8 @@ from ..errors import DetDistillError
 from ..models.checkpoint import load_detector, read_checkpoint
 from ..utils import file_sha256
 from .artifact import FORMATS, MANIFEST, PRECISIONS, RUNTIME_OF, ArtifactError, Manifest
-from .quantize import ATTEMPTS, Validation, calibration_indices, quantize_openvino, quantize_with_accuracy
+from .quantize import (ATTEMPTS, Validation, calibration_indices, quantize_openvino, quantize_with_accuracy,
+                       unquantized_layers)
 from .runtime import OUTPUT_NAMES, ArtifactDetector, OpenVINOSession, import_runtime, letterbox, load_artifact
 
 Log = Callable[[str], None]
@@ -282,8 +283,9 @@ def _quantize(model: Any, samples: list[np.ndarray], manifest: Manifest, validat
               threads: int, log: Log) -> tuple[Any, dict[str, Any]]:
     if max_drop is None:
         log("int8: whole model quantised; accuracy NOT checked (--max-drop none)")
-        return quantize_openvino(model, samples, ATTEMPTS[0]), {"checked": False, "chosen": ATTEMPTS[0].name,
-                                                                "fp32_layers": [], "calibration_count": len(samples)}
+        quantized = quantize_openvino(model, samples, ATTEMPTS[0])
+        return quantized, {"checked": False, "chosen": ATTEMPTS[0].name, "fp32_layers": unquantized_layers(quantized),
+                           "calibration_count": len(samples)}
     from ..data.convert import to_coco_dict
     from ..eval.inference import evaluate_model, score_images
 
