@@ -10,12 +10,13 @@ A torchvision detector takes a list of images and returns a list of dicts, which
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -127,11 +128,44 @@ def _convert_openvino(wrapper: nn.Module, example: torch.Tensor, size: tuple[int
     return model
 
 
+def _batched_nms_without_branch(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor,
+                                iou_threshold: float) -> torch.Tensor:
+    """torchvision's per-class NMS by coordinate offsets, without its ``if boxes.numel() == 0`` (scripted when
+    traced, it exports as an ONNX ``If``). The maximum taken over the boxes and a zero is the same for boxes
+    clipped to the image and defined when there are none. Measured: OpenVINO's CPU plugin crashed (segfault) in
+    NNCF's calibration of the If bodies of the demo's lean ``cpu_small`` student; without them there is nothing
+    to crash.
+
+    >>> boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [0., 0., 10., 10.]])
+    >>> _batched_nms_without_branch(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]), 0.5).tolist()
+    [0, 2]
+    >>> _batched_nms_without_branch(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).numel()
+    0
+    """
+    max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
+    offsets = idxs.to(boxes) * (max_coordinate + 1)
+    return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+@contextlib.contextmanager
+def _traceable_nms() -> Iterator[None]:
+    """torchvision's detection heads call ``torchvision.ops.boxes.batched_nms`` by attribute: replaced while
+    tracing, restored after."""
+    import torchvision.ops.boxes as box_ops
+
+    original = box_ops.batched_nms
+    box_ops.batched_nms = _batched_nms_without_branch
+    try:
+        yield
+    finally:
+        box_ops.batched_nms = original
+
+
 def _export_onnx(wrapper: nn.Module, example: torch.Tensor, size: tuple[int, int] | None, path: Path,
                  opset: int) -> None:
     import_runtime("onnxruntime")
     dynamic = {"image": {1: "height", 2: "width"}} if size is None else {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _traceable_nms():
         warnings.simplefilter("ignore")
         # torchvision's Faster R-CNN (NMS, data-dependent shapes) exports with the TorchScript-based exporter.
         torch.onnx.export(wrapper, (example,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
