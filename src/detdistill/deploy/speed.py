@@ -195,10 +195,14 @@ class RuntimeTimer:
                  progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
         from .export import Source, export_model
 
+        from tqdm.auto import tqdm
+
         calibration = TimingImages(images) if self.precision == "int8" else None
         with tempfile.TemporaryDirectory(prefix="detdistill-timer-") as folder:
             loaded = {}
-            for k, (name, model) in enumerate(models.items()):
+            # Seconds per model (tracing, conversion, int8 calibration) before any timing starts: shown, not silent.
+            bar = tqdm(models.items(), desc=f"export ({self.name})", unit="model", leave=False, disable=None)
+            for k, (name, model) in enumerate(bar):
                 classes = int(model.roi_heads.box_predictor.cls_score.out_features) - 1
                 source = Source([f"class{i}" for i in range(1, classes + 1)], list(range(1, classes + 1)), name)
                 size = tuple(images[0].shape[-2:])
