@@ -31,8 +31,16 @@ def test_a_search_in_another_runtime_keys_its_timing_by_it(teacher_path, tiny_co
     pytest.importorskip("onnxruntime")
     monkeypatch.setattr(pipeline, "train_run", FakeTraining())
     monkeypatch.setattr(pipeline, "_evaluate", FakeScores())
-    _search(teacher_path, tiny_config, tmp_path, tiny_family, timer=RuntimeTimer("onnx", "fp32"))
+    result = _search(teacher_path, tiny_config, tmp_path, tiny_family, timer=RuntimeTimer("onnx", "fp32"))
     assert json.loads((tmp_path / "timing.json").read_text())["key"]["timer"] == "onnxruntime fp32 dynamic"
+    # The trained student's speed: in the runtime, and against the teacher in torch fp32, in one interleaved run.
+    speed = result.final_speed
+    assert speed["speed_up_over_teacher_torch_fp32"] == pytest.approx(speed["teacher_torch_fp32_ms"]
+                                                                      / speed["student_ms"])
+    from detdistill.shrink.report import headline
+
+    assert f"in onnxruntime fp32 dynamic ({speed['speed_up_over_teacher_torch_fp32']:.2f}x the teacher in torch fp32)" \
+        in headline(result)
 
     def no_reuse(*args, **kwargs):
         raise RuntimeError("timed again")

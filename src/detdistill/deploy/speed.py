@@ -192,7 +192,9 @@ class RuntimeTimer:
         self.name = f"{RUNTIME_OF[fmt]} {precision} {size}"
 
     def __call__(self, models: dict[str, Any], images: Sequence[torch.Tensor], threads: int, warmup: int,
-                 progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+                 progress: Callable[[int], None] | None = None, eager: Sequence[str] = ()) -> dict[str, list[float]]:
+        """Seconds per image of each model as this timer ships it; the models named in ``eager`` run as they are
+        (torch fp32), interleaved with the rest in the same run."""
         from .export import Source, export_model
 
         from tqdm.auto import tqdm
@@ -203,6 +205,9 @@ class RuntimeTimer:
             # Seconds per model (tracing, conversion, int8 calibration) before any timing starts: shown, not silent.
             bar = tqdm(models.items(), desc=f"export ({self.name})", unit="model", leave=False, disable=None)
             for k, (name, model) in enumerate(bar):
+                if name in eager:
+                    loaded[name] = model
+                    continue
                 classes = int(model.roi_heads.box_predictor.cls_score.out_features) - 1
                 source = Source([f"class{i}" for i in range(1, classes + 1)], list(range(1, classes + 1)), name)
                 size = tuple(images[0].shape[-2:])

@@ -519,6 +519,9 @@ def _teacher_score(plan: ShrinkPlan, dataset: Any) -> dict[str, Any]:
     return done
 
 
+EAGER_TEACHER = f"{TEACHER} (torch fp32)"
+
+
 def _final_speed(plan: ShrinkPlan, st: SearchState, run: Path) -> dict[str, Any]:
     """The trained student against the teacher, side by side with the plan's timer (once per student)."""
     from ..models import load_detector
@@ -532,14 +535,20 @@ def _final_speed(plan: ShrinkPlan, st: SearchState, run: Path) -> dict[str, Any]
     if claim(folder, key, "final/speed", plan.log) and isinstance(done, dict):
         return done
     images = [plan.data.val.load_image(i) for i in range(n)]
-    secs = plan.timer({TEACHER: plan.teacher, st.chosen: load_detector(run / "last.pt")}, images,
-                      plan.inputs.threads, 2, None)
+    models = {TEACHER: plan.teacher, st.chosen: load_detector(run / "last.pt")}
+    exported = hasattr(plan.timer, "fmt")  # a deployment runtime: the teacher in torch fp32 runs beside it too
+    extra = {"eager": [EAGER_TEACHER]} if exported else {}
+    secs = plan.timer({**models, **({EAGER_TEACHER: plan.teacher} if exported else {})}, images,
+                      plan.inputs.threads, 2, None, **extra)
     lat = {k: Latency.from_seconds(v) for k, v in secs.items()}
     t, s = lat[TEACHER], lat[st.chosen]
     speed = {"teacher_ms": t.median_ms, "student_ms": s.median_ms, "teacher_p10_p90_ms": [t.p10_ms, t.p90_ms],
              "student_p10_p90_ms": [s.p10_ms, s.p90_ms], "speed_up": t.median_ms / s.median_ms, "images": n,
              "threads": plan.inputs.threads, "timer": timer_name(plan.timer),
              "meets_target": plan.inputs.target.met(t.median_ms / s.median_ms, s.median_ms)}
+    if exported:
+        speed.update(teacher_torch_fp32_ms=lat[EAGER_TEACHER].median_ms,
+                     speed_up_over_teacher_torch_fp32=lat[EAGER_TEACHER].median_ms / s.median_ms)
     _write_json(speed, folder / "speed.json")
     return speed
 

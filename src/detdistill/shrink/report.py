@@ -142,8 +142,10 @@ def headline(result: ShrinkResult) -> str:
     text = (f"{result.chosen}: {result.final_split_role} mAP@0.5 {d['mean'].get('mAP50', 0):.3f}, AP "
             f"{d['mean'].get('AP', 0):.3f} ({d['split']}) "
             f"after {result.final_steps} steps, {fs['speed_up']:.2f}x the teacher's images/s "
-            f"({'meets' if fs['meets_target'] else 'MISSES'} the target {result.target}; trained models timed side "
-            f"by side, {fs['images']} images, {result.threads} thread(s))")
+            + (f"in {result.timer} ({fs['speed_up_over_teacher_torch_fp32']:.2f}x the teacher in torch fp32) "
+               if "speed_up_over_teacher_torch_fp32" in fs else "")
+            + f"({'meets' if fs['meets_target'] else 'MISSES'} the target {result.target}; trained models timed "
+            f"side by side, {fs['images']} images, {result.threads} thread(s))")
     if "baseline" in result.final:
         b = result.final["baseline"]["mean"]
         text += (f"; without the teacher {b.get('mAP50', 0):.3f} / {b.get('AP', 0):.3f}: distillation "
