@@ -30,7 +30,7 @@ from detdistill.deploy.speed import RuntimeTimer  # noqa: E402
 from detdistill.engine.run import open_datasets  # noqa: E402
 from detdistill.eval.inference import evaluate_model  # noqa: E402
 from detdistill.models import load_detector  # noqa: E402
-from detdistill.models.timing import Latency, interleaved_times  # noqa: E402
+from detdistill.models.timing import Latency  # noqa: E402
 from detdistill.shrink import search  # noqa: E402
 from detdistill.utils import atomic_write_text  # noqa: E402
 
@@ -65,9 +65,13 @@ def compare(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     models = {"teacher": teacher, **{f"chosen by {w}": m for w, m in students.items()}}
     int8 = RuntimeTimer("openvino", "int8", args.input_size)
-    timings = {"torch fp32": interleaved_times(models, images, args.threads),
-               int8.name: int8(models, images, args.threads, 2)}
-    lat = {runtime: {k: Latency.from_seconds(v).median_ms for k, v in t.items()} for runtime, t in timings.items()}
+    # One run: every model in torch fp32 and as its int8 export, interleaved image by image.
+    both = {**{f"{k} @torch fp32": m for k, m in models.items()}, **{f"{k} @{int8.name}": m for k, m in models.items()}}
+    secs = int8(both, images, args.threads, 2, eager=[k for k in both if k.endswith("@torch fp32")])
+    lat: dict[str, dict[str, float]] = {}
+    for key, seconds in secs.items():
+        name, runtime = key.rsplit(" @", 1)
+        lat.setdefault(runtime, {})[name] = Latency.from_seconds(seconds).median_ms
     eager_teacher = lat["torch fp32"]["teacher"]
     rows = []
     for which, model in students.items():
