@@ -20,7 +20,7 @@ def _fake_ladder(monkeypatch, scores):
 def test_the_first_attempt_within_the_drop_is_kept(monkeypatch):
     whole, asymmetric, heads = (a.name for a in q.ATTEMPTS)
     score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.70, asymmetric: 0.78, heads: 0.795})
-    model, record = q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+    model, record = q.quantize_with_accuracy("fp32-model", [], q.Validation(score), max_drop=0.01, log=lambda _: None)
     assert model.name == heads and model.asymmetric
     assert record["chosen"] == heads and record["val_mAP50_int8"] == 0.795
     assert [a["drop"] for a in record["attempts"]] == pytest.approx([0.10, 0.02, 0.005])
@@ -30,7 +30,7 @@ def test_the_first_attempt_within_the_drop_is_kept(monkeypatch):
 def test_the_whole_model_is_kept_when_it_is_within_the_drop(monkeypatch):
     whole = q.ATTEMPTS[0].name
     score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.791})
-    model, record = q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+    model, record = q.quantize_with_accuracy("fp32-model", [], q.Validation(score), max_drop=0.01, log=lambda _: None)
     assert model.name == whole and record["fp32_layers"] == [] and len(record["attempts"]) == 1
 
 
@@ -39,7 +39,7 @@ def test_no_attempt_within_the_drop_is_an_error_naming_each(monkeypatch):
     score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.70, asymmetric: 0.74, heads: 0.75})
     with pytest.raises(ArtifactError, match=r"whole model in int8: drop 0\.1000; whole model in int8, asymmetric "
                                             r"activations: drop 0\.0600; heads kept in fp32 .*: drop 0\.0500"):
-        q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+        q.quantize_with_accuracy("fp32-model", [], q.Validation(score), max_drop=0.01, log=lambda _: None)
 
 
 def _fake_accuracy_control(monkeypatch, value, layers):
@@ -87,7 +87,7 @@ def test_without_a_subset_scorer_there_is_no_accuracy_control_rung(monkeypatch):
     score = _fake_ladder(monkeypatch, {"fp32": 0.80, whole: 0.70, asymmetric: 0.74, heads: 0.75})
     calls, _ = _fake_accuracy_control(monkeypatch, 0.80, [])
     with pytest.raises(ArtifactError):
-        q.quantize_with_accuracy("fp32-model", [], score, max_drop=0.01, log=lambda _: None)
+        q.quantize_with_accuracy("fp32-model", [], q.Validation(score), max_drop=0.01, log=lambda _: None)
     assert calls == []
 
 

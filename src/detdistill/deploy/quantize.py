@@ -173,13 +173,11 @@ def quantize_accuracy_control(model: Any, samples: Sequence[np.ndarray], validat
                                                advanced_accuracy_restorer_parameters=restorer, **kwargs)
 
 
-def quantize_with_accuracy(model: Any, samples: Sequence[np.ndarray], validation: Validation | Callable[[Any], float],
-                           max_drop: float, log: Log = print) -> tuple[Any, dict[str, Any]]:
+def quantize_with_accuracy(model: Any, samples: Sequence[np.ndarray], validation: Validation, max_drop: float,
+                           log: Log = print) -> tuple[Any, dict[str, Any]]:
     """Quantise ``model`` by the first attempt whose validation mAP@0.5 is within ``max_drop`` of the fp32 model's
-    (``validation``: a :class:`Validation`, or its ``score`` alone, which leaves accuracy control out); returns the
-    quantised model and the record the manifest keeps."""
-    if not isinstance(validation, Validation):
-        validation = Validation(validation)
+    (accuracy control only when ``validation`` can score a compiled model on a subset); returns the quantised model
+    and the record the manifest keeps."""
     score = validation.score
     reference = score(model)
     log(f"int8: fp32 validation mAP@0.5 {reference:.4f}; allowed drop {max_drop:.4f}")

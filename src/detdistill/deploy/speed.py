@@ -195,9 +195,9 @@ class RuntimeTimer:
                  progress: Callable[[int], None] | None = None, eager: Sequence[str] = ()) -> dict[str, list[float]]:
         """Seconds per image of each model as this timer ships it; the models named in ``eager`` run as they are
         (torch fp32), interleaved with the rest in the same run."""
-        from .export import Source, export_model
-
         from tqdm.auto import tqdm
+
+        from .export import Source
 
         calibration = TimingImages(images) if self.precision == "int8" else None
         with tempfile.TemporaryDirectory(prefix="detdistill-timer-") as folder:
@@ -210,12 +210,20 @@ class RuntimeTimer:
                     continue
                 classes = int(model.roi_heads.box_predictor.cls_score.out_features) - 1
                 source = Source([f"class{i}" for i in range(1, classes + 1)], list(range(1, classes + 1)), name)
-                size = tuple(images[0].shape[-2:])
-                result = export_model(model, Path(folder) / f"m{k}", source, fmt=self.fmt, precision=self.precision,
-                                      input_size=self.input_size, example_size=size, calibration=calibration,
-                                      calib_images=len(images), max_drop=None, threads=threads, log=lambda _: None)
-                loaded[name] = load_artifact(result.folder, threads=threads)
+                loaded[name] = self._export(model, Path(folder) / f"m{k}", source, tuple(images[0].shape[-2:]),
+                                            calibration, len(images), threads)
             return interleaved_times(loaded, images, threads, warmup, progress=progress)
+
+    def _export(self, model: Any, out: Path, source: Any, example_size: Sequence[int], calibration: Any,
+                calib_images: int, threads: int) -> Any:
+        """``model`` exported this way into ``out`` (int8: calibrated on ``calib_images`` of ``calibration``, no
+        accuracy check) and loaded."""
+        from .export import export_model
+
+        result = export_model(model, out, source, fmt=self.fmt, precision=self.precision, input_size=self.input_size,
+                              example_size=example_size, calibration=calibration, calib_images=calib_images,
+                              max_drop=None, threads=threads, log=lambda _: None)
+        return load_artifact(result.folder, threads=threads)
 
     @property
     def scores_exported(self) -> bool:
@@ -227,15 +235,12 @@ class RuntimeTimer:
         no accuracy check: this score is the check) on :attr:`calib_images` seeded images of ``calibration`` (a
         training split, never the one scored)."""
         from ..eval.inference import evaluate_model
-        from .export import Source, export_model
+        from .export import Source
 
         source = Source(list(dataset.class_names), list(dataset.category_ids), type(model).__name__)
         with tempfile.TemporaryDirectory(prefix="detdistill-score-") as folder:
-            result = export_model(model, Path(folder) / "m", source, fmt=self.fmt, precision=self.precision,
-                                  input_size=self.input_size, example_size=tuple(dataset.load_image(0).shape[-2:]),
-                                  calibration=calibration if self.precision == "int8" else None,
-                                  calib_images=min(self.calib_images, len(calibration)), max_drop=None,
-                                  threads=threads, log=lambda _: None)
-            detector = load_artifact(result.folder, threads=threads)
+            detector = self._export(model, Path(folder) / "m", source, tuple(dataset.load_image(0).shape[-2:]),
+                                    calibration if self.precision == "int8" else None,
+                                    min(self.calib_images, len(calibration)), threads)
             metrics = evaluate_model(detector, dataset, batch_size=1, progress=False).metrics
         return {k: float(v) for k, v in metrics.items()}

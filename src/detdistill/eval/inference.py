@@ -140,8 +140,10 @@ def predict_dataset(
     device: str | torch.device | None = None,
     progress: bool = True,
     gather: bool = True,
+    indices: Sequence[int] | None = None,
 ) -> Detections:
-    """COCO-format detections of ``model`` on every image of ``dataset`` (source category ids).
+    """COCO-format detections of ``model`` on every image of ``dataset`` (source category ids), or on the images
+    at ``indices`` only.
 
     Images go through the model in batches of ``batch_size`` on ``device`` (default: the model's).
     Images come from ``dataset.load_image`` (never augmented). Under ``torch.distributed`` each rank runs its shard and, with
@@ -160,7 +162,7 @@ def predict_dataset(
         raise EvalInputError(f"predict_dataset: batch_size must be positive, got {batch_size}")
     device = torch.device(device) if device is not None else _model_device(model)
     rank, world = _dist_info()
-    indices = list(range(rank, len(dataset), world))
+    indices = list(range(len(dataset)) if indices is None else indices)[rank::world]
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     local: list[tuple[int, Detections]] = []
     bar = None
@@ -234,11 +236,7 @@ def score_images(
     ids = {int(dataset.records[i].image_id) for i in indices}
     subset = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
               "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-    detections: Detections = []
-    with torch.inference_mode():
-        for i in indices:
-            detections += outputs_to_coco(model([dataset.load_image(i)]), [int(dataset.records[i].image_id)],
-                                          dataset.category_ids)
+    detections = predict_dataset(model, dataset, batch_size=1, progress=False, indices=indices)
     return float(score_detections(subset, detections, "coco", check=False).metrics["mAP50"])
 
 

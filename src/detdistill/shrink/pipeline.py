@@ -537,9 +537,11 @@ def _final_speed(plan: ShrinkPlan, st: SearchState, run: Path) -> dict[str, Any]
     images = [plan.data.val.load_image(i) for i in range(n)]
     models = {TEACHER: plan.teacher, st.chosen: load_detector(run / "last.pt")}
     exported = hasattr(plan.timer, "fmt")  # a deployment runtime: the teacher in torch fp32 runs beside it too
-    extra = {"eager": [EAGER_TEACHER]} if exported else {}
-    secs = plan.timer({**models, **({EAGER_TEACHER: plan.teacher} if exported else {})}, images,
-                      plan.inputs.threads, 2, None, **extra)
+    if exported:
+        models[EAGER_TEACHER] = plan.teacher
+        secs = plan.timer(models, images, plan.inputs.threads, 2, None, eager=[EAGER_TEACHER])
+    else:
+        secs = plan.timer(models, images, plan.inputs.threads, 2, None)
     lat = {k: Latency.from_seconds(v) for k, v in secs.items()}
     t, s = lat[TEACHER], lat[st.chosen]
     speed = {"teacher_ms": t.median_ms, "student_ms": s.median_ms, "teacher_p10_p90_ms": [t.p10_ms, t.p90_ms],
