@@ -30,6 +30,7 @@ from detdistill.config import load_config
 from detdistill.models import load_detector
 from detdistill.models.timing import Latency, interleaved_times
 from detdistill.shrink import Candidate, check_inputs, cpu_timer, pipeline, search
+from detdistill.shrink.front import DEFAULT_TARGET_MARGIN
 from detdistill.shrink.candidates import FAMILIES, LOWRANK_RATIOS, TEST_TIERS
 from detdistill.stats import paired_difference
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.add_argument("--target-speedup", type=float, default=None)
     parser.add_argument("--target-ms", type=float, default=None)
-    parser.add_argument("--target-margin", type=float, default=0.05)
+    parser.add_argument("--target-margin", type=float, default=DEFAULT_TARGET_MARGIN)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget-steps", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=8)

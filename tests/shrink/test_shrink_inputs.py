@@ -59,3 +59,14 @@ def test_the_library_refuses_the_same_way_before_reading_the_config(teacher_path
     with pytest.raises(ShrinkInputError, match=named.replace("[", r"\[").replace("]", r"\]")):
         search(teacher_path, "no-such-config.yaml", out=tmp_path / "s", target_speedup=3, **kwargs)
     assert not (tmp_path / "s").exists()
+
+
+def test_the_cli_and_the_library_share_the_default_margin() -> None:
+    import inspect
+
+    from detdistill.cli import build_parser
+    from detdistill.shrink.front import DEFAULT_TARGET_MARGIN
+
+    args = build_parser().parse_args(["shrink", "--teacher", "t.pt", "--target-speedup", "3", "--out", "s"])
+    assert args.target_margin == DEFAULT_TARGET_MARGIN == 0.10
+    assert inspect.signature(search).parameters["target_margin"].default == DEFAULT_TARGET_MARGIN

@@ -43,7 +43,7 @@ from ..errors import DetDistillError
 from ..utils import atomic_output, atomic_write_text, file_sha256, seed_everything
 from .candidates import (FAMILIES, LOWRANK_RATIOS, TEST_TIERS, Candidate, Family, build_candidate,
                          generate_candidates, small_object_share)
-from .front import Row, pareto_front
+from .front import DEFAULT_TARGET_MARGIN, Row, pareto_front
 from .halving import Rung, first_rung, halving_schedule, successive_halving
 from .holdout import HOLDOUT_FILE, holdout_split, overlapping_images, write_holdout
 from .inputs import ShrinkInputs, check_inputs
@@ -590,7 +590,7 @@ def _table(st: SearchState) -> list[dict[str, Any]]:
 def search(teacher: str | Path, config: ExperimentConfig | str | Path | None = None, *,
            out: str | Path, target_speedup: float | None = None, target_ms: float | None = None,
            threads: int = 1, budget_steps: int = 300, candidates: int = 8, finalists: int = 2,
-           final_steps: int | None = None, target_margin: float = 0.05, with_baseline: bool = False,
+           final_steps: int | None = None, target_margin: float = DEFAULT_TARGET_MARGIN, with_baseline: bool = False,
            seeds: int | Sequence[int] = 1, final_seeds: int | Sequence[int] | None = None,
            timing_images: int = 20, holdout_fraction: float = 0.2, holdout_seed: int = 0,
            families: Sequence[Family] = FAMILIES, lowrank_ratios: Sequence[float] = LOWRANK_RATIOS,
