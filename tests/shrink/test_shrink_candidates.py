@@ -91,3 +91,19 @@ def test_the_stride8_family_joins_where_objects_are_small_and_pairs_through_the_
     data = SyntheticShapes("train", num_images=4)
     assert small_object_share(data, teacher) == 1.0
     assert small_object_share(data, build_detector("mobilenet_v2_fpn", 7, min_size=1600, max_size=1600)) == 0.0
+
+
+def test_the_small_object_share_weighs_classes_as_map_does() -> None:
+    """BCCD's case: a rare class made of small boxes brings the stride-8 family in, though few boxes are small."""
+    from types import SimpleNamespace
+
+    from detdistill.data.base import ImageRecord, RecordTable
+    from detdistill.models import build_detector
+    from detdistill.shrink.candidates import small_object_share
+
+    teacher = build_detector("mobilenet_v2_fpn", 3, min_size=480, max_size=640)  # finest stride 16: small < 48 px
+    large = [[0, 0, 100, 100]] * 9
+    records = [ImageRecord(image_id=1, file_name="a.jpg", width=640, height=480,
+                           boxes=large + [[0, 0, 20, 20]], labels=[1] * 9 + [2])]
+    data = SimpleNamespace(records=RecordTable.from_records(records))
+    assert small_object_share(data, teacher) == 0.5  # (0/9 + 1/1) / 2, where a box count says 1/10

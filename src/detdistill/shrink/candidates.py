@@ -200,7 +200,10 @@ def build_candidate(candidate: Candidate, teacher: nn.Module, seed: int = 0,
 
 def small_object_share(dataset: Any, teacher: nn.Module) -> float:
     """The share of ``dataset``'s boxes whose side, resized as the teacher's transform resizes the image, is
-    under :data:`SMALL_SIDE_STRIDES` times the teacher's finest feature stride.
+    under :data:`SMALL_SIDE_STRIDES` times the teacher's finest feature stride, each class weighted equally.
+
+    Classes weigh equally because mAP does: on BCCD the platelets are 7 % of the boxes but a third of the
+    metric, and nearly all of them are small (a plain box count says 7 %, this says about 35 %).
 
     >>> from detdistill.data.synthetic import SyntheticShapes
     >>> from detdistill.models import build_detector
@@ -219,7 +222,8 @@ def small_object_share(dataset: Any, teacher: nn.Module) -> float:
     scale = np.minimum(float(t.min_size[-1]) / short, float(t.max_size) / long)[rec.box_image_index]
     b = rec.boxes.astype(float)
     side = np.sqrt(np.clip((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 0, None)) * scale
-    return float(np.mean(side < SMALL_SIDE_STRIDES * stride))
+    small = side < SMALL_SIDE_STRIDES * stride
+    return float(np.mean([small[rec.labels == k].mean() for k in np.unique(rec.labels)]))
 
 
 def _pairs(teacher: nn.Module, model: nn.Module, fam: Family, distill_config: Any) -> str | None:

@@ -52,7 +52,7 @@ from .result import ShrinkResult
 from .timing import TEACHER, Timer, TimingTable, cached_timing, cpu_timer, save_timing, time_candidates, timer_name
 
 Log = Callable[[str], None]
-SMALL_OBJECT_SHARE = 0.1
+SMALL_OBJECT_SHARE = 0.1  # of small boxes, classes weighted equally (candidates.small_object_share)
 """The stride-8 family joins when at least this share of the training boxes is small (see
 :func:`~detdistill.shrink.candidates.small_object_share`)."""
 
@@ -288,7 +288,8 @@ def step_generate(plan: ShrinkPlan, st: SearchState) -> None:
     if isinstance(cached, dict) and cached.get("key") == json.loads(json.dumps(key)):
         st.candidates = [Candidate.from_dict(c) for c in cached["candidates"]]
         return
-    plan.log(f"shrink: {share * 100:.0f} % of the training boxes are small for the teacher's finest stride; the "
+    plan.log(f"shrink: {share * 100:.0f} % of the training boxes are small for the teacher's finest stride (classes "
+             f"weighted equally, as mAP weighs them); the "
              f"stride-8 family is {'in' if small else 'left out'} (threshold {SMALL_OBJECT_SHARE * 100:g} %)")
     st.candidates = generate_candidates(plan.teacher, image_size, plan.families, plan.lowrank_ratios,
                                         tiers=plan.tiers, small_objects=small, distill_config=plan.cfg.distill,
