@@ -136,16 +136,25 @@ def _rungs_html(result: ShrinkResult) -> str:
     return "\n".join(out)
 
 
+def _noise(result: ShrinkResult) -> str:
+    """Whether the speed-up's interval straddles a speed-up target: the verdict is then within timing noise."""
+    lo_hi, target = result.final_speed.get("speed_up_ci95"), result.target_value.get("speed_up")
+    if lo_hi is None or target is None or not lo_hi[0] < float(target) < lo_hi[1]:
+        return ""
+    return ", within timing noise: its 95 % CI spans the target"
+
+
 def headline(result: ShrinkResult) -> str:
     d = result.final["distilled"]
     fs = result.final_speed
     text = (f"{result.chosen}: {result.final_split_role} mAP@0.5 {d['mean'].get('mAP50', 0):.3f}, AP "
             f"{d['mean'].get('AP', 0):.3f} ({d['split']}) "
             f"after {result.final_steps} steps, {fs['speed_up']:.2f}x the teacher's images/s "
+            + (f"(95 % CI {fs['speed_up_ci95'][0]:.2f}-{fs['speed_up_ci95'][1]:.2f}x) " if "speed_up_ci95" in fs else "")
             + (f"in {result.timer} ({fs['speed_up_over_teacher_torch_fp32']:.2f}x the teacher in torch fp32) "
                if "speed_up_over_teacher_torch_fp32" in fs else "")
-            + f"({'meets' if fs['meets_target'] else 'MISSES'} the target {result.target}; trained models timed "
-            f"side by side, {fs['images']} images, {result.threads} thread(s))")
+            + f"({'meets' if fs['meets_target'] else 'MISSES'} the target {result.target}{_noise(result)}; trained "
+            f"models timed side by side, {fs['images']} images x {fs.get('rounds', 1)}, {result.threads} thread(s))")
     if "baseline" in result.final:
         b = result.final["baseline"]["mean"]
         text += (f"; without the teacher {b.get('mAP50', 0):.3f} / {b.get('AP', 0):.3f}: distillation "
