@@ -31,6 +31,7 @@ from detdistill.models import load_detector
 from detdistill.models.timing import Latency, interleaved_times
 from detdistill.shrink import Candidate, check_inputs, cpu_timer, pipeline, search
 from detdistill.shrink.front import DEFAULT_TARGET_MARGIN
+from detdistill.shrink.timing import speed_up_ci
 from detdistill.shrink.candidates import FAMILIES, LOWRANK_RATIOS, TEST_TIERS
 from detdistill.stats import paired_difference
 
@@ -122,10 +123,12 @@ def train_hand_pick(args, cfg, final_seeds, steps):  # noqa: ANN001, ANN201
 
 def report(args, result, hand_runs, short, plan, final_seeds, search_seconds, hand_seconds) -> None:  # noqa: ANN001
     data = plan.data
-    images = [data.val.load_image(i) for i in range(min(args.timing_images, len(data.val)))]
+    n = min(args.timing_images, len(data.val))
+    images = [data.val.load_image(i) for i in range(n)] * pipeline.FINAL_SPEED_ROUNDS
     models = {"teacher": plan.teacher, "chosen": load_detector(args.out / "final" / "distilled-seed0" / "last.pt"),
               "hand pick": load_detector(args.out / "hand_pick" / "distilled-seed0" / "last.pt")}
-    lat = {k: Latency.from_seconds(v) for k, v in interleaved_times(models, images, args.threads).items()}
+    secs = interleaved_times(models, images, args.threads)
+    lat = {k: Latency.from_seconds(v) for k, v in secs.items()}
     torch.set_num_threads(args.threads)
 
     chosen = {int(k): v for k, v in result.final["distilled"]["per_seed"].items()}
@@ -145,9 +148,11 @@ def report(args, result, hand_runs, short, plan, final_seeds, search_seconds, ha
             f"{cid} {r['scores'][cid].get('mAP50', 0):.3f}{'' if cid in r['kept'] else ' (cut)'}"
             for cid in sorted(r["entered"], key=lambda c: -r["scores"][c].get("mAP50", 0))))
     for name in ("teacher", "chosen", "hand pick"):
+        lo, hi = speed_up_ci(secs["teacher"], secs[name])
         lines.append(f"{name:10s} {lat[name].median_ms:7.1f} ms [p10 {lat[name].p10_ms:.1f}, p90 {lat[name].p90_ms:.1f}]"
                      f"  {lat['teacher'].median_ms / lat[name].median_ms:5.2f}x the teacher's images/s "
-                     f"({len(images)} images, batch 1, {args.threads} thread(s), interleaved)")
+                     f"(95 % CI {lo:.2f}-{hi:.2f}x; {n} images x {pipeline.FINAL_SPEED_ROUNDS}, batch 1, "
+                     f"{args.threads} thread(s), interleaved)")
     for metric in ("mAP50", "AP"):
         c = [chosen[s][metric] for s in final_seeds]
         h = [picked[s][metric] for s in final_seeds]
