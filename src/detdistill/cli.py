@@ -788,7 +788,7 @@ def _add_shrink(sub: argparse._SubParsersAction) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-speedup", type=float, help="at least X times the teacher's images/s")
     target.add_argument("--target-ms", type=float, help="at most M ms per image (batch 1)")
-    p.add_argument("--target-margin", type=float, default=0.10,  # shrink.front.DEFAULT_TARGET_MARGIN (lazy import)
+    p.add_argument("--target-margin", type=float, default=0.05,  # shrink.front.DEFAULT_TARGET_MARGIN (lazy import)
                    help="share by which an untrained candidate's timing must beat the target to be admitted")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for timing and training (fixed, recorded)")
     p.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"], default="torch",

@@ -68,5 +68,5 @@ def test_the_cli_and_the_library_share_the_default_margin() -> None:
     from detdistill.shrink.front import DEFAULT_TARGET_MARGIN
 
     args = build_parser().parse_args(["shrink", "--teacher", "t.pt", "--target-speedup", "3", "--out", "s"])
-    assert args.target_margin == DEFAULT_TARGET_MARGIN == 0.10
+    assert args.target_margin == DEFAULT_TARGET_MARGIN == 0.05
     assert inspect.signature(search).parameters["target_margin"].default == DEFAULT_TARGET_MARGIN
