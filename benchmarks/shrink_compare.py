@@ -46,12 +46,22 @@ def demo_config(out: Path):  # noqa: ANN201
     return cfg
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_teacher_and_data(parser: argparse.ArgumentParser) -> None:
+    """The flags that name the teacher and the data, shared by the shrink benchmarks."""
     parser.add_argument("--teacher", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--demo", action="store_true", help="the demo's config (synthetic, 1500 steps)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def config_from(args: argparse.Namespace, out: Path):  # noqa: ANN201
+    """The demo's config (its runs under ``out``) with ``--demo``, else ``--config`` with the overrides."""
+    return demo_config(out) if args.demo else load_config(args.config, list(args.overrides))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_teacher_and_data(parser)
     parser.add_argument("--target-speedup", type=float, default=None)
     parser.add_argument("--target-ms", type=float, default=None)
     parser.add_argument("--target-margin", type=float, default=DEFAULT_TARGET_MARGIN)
@@ -73,7 +83,7 @@ def main() -> None:
                              "without it afterwards to compare (finished runs are reused)")
     args = parser.parse_args()
     start = time.perf_counter()
-    cfg = demo_config(args.out) if args.demo else load_config(args.config, list(args.overrides))
+    cfg = config_from(args, args.out)
     final_seeds = list(range(args.final_seeds))
     if args.hand_only:
         train_hand_pick(args, cfg, final_seeds, cfg.train.max_steps if args.final_steps is None else args.final_steps)

@@ -23,9 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shrink_compare import demo_config  # noqa: E402
+from shrink_compare import add_teacher_and_data, config_from  # noqa: E402
 
-from detdistill.config import load_config  # noqa: E402
 from detdistill.deploy.speed import RuntimeTimer  # noqa: E402
 from detdistill.engine.run import open_datasets  # noqa: E402
 from detdistill.eval.inference import evaluate_model  # noqa: E402
@@ -37,15 +36,10 @@ from detdistill.utils import atomic_write_text  # noqa: E402
 SEARCHES = ("eager", "openvino-int8")
 
 
-def _config(args: argparse.Namespace):  # noqa: ANN202
-    if args.demo:
-        return demo_config(args.out / "config")
-    return load_config(args.config, list(args.overrides))
-
-
 def run_search(args: argparse.Namespace, which: str) -> None:
     timer = {} if which == "eager" else {"timer": RuntimeTimer("openvino", "int8", args.input_size)}
-    result = search(args.teacher, _config(args), out=args.out / which, target_speedup=args.target_speedup,
+    cfg = config_from(args, args.out / "config")
+    result = search(args.teacher, cfg, out=args.out / which, target_speedup=args.target_speedup,
                     threads=args.threads, budget_steps=args.budget_steps, candidates=args.candidates,
                     finalists=args.finalists, final_steps=args.final_steps, seeds=1,
                     final_seeds=list(range(args.final_seeds)), timing_images=args.timing_images, **timer)
@@ -55,7 +49,7 @@ def run_search(args: argparse.Namespace, which: str) -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
-    cfg = _config(args)
+    cfg = config_from(args, args.out / "config")
     data = open_datasets(cfg)
     test = data.test if data.test is not None else data.val
     teacher = load_detector(args.teacher)
@@ -97,10 +91,7 @@ def compare(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", type=Path, required=True)
-    parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--demo", action="store_true", help="the demo's config (synthetic)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    add_teacher_and_data(parser)
     parser.add_argument("--which", choices=[*SEARCHES, "compare"], required=True)
     parser.add_argument("--target-speedup", type=float, required=True)
     parser.add_argument("--input-size", default="dynamic", help="HxW of the OpenVINO exports, or dynamic")

@@ -56,9 +56,9 @@ Log = Callable[[str], None]
 #: The final check passes every timing image this many times: one 20-image pass of the demo's chosen student
 #: read 2.72x where five more passes read 2.96-3.12x (a verdict on a 3x target rode on that noise).
 FINAL_SPEED_ROUNDS = 3
-SMALL_OBJECT_SHARE = 0.1  # of small boxes, classes weighted equally (candidates.small_object_share)
-"""The stride-8 family joins when at least this share of the training boxes is small (see
-:func:`~detdistill.shrink.candidates.small_object_share`)."""
+SMALL_OBJECT_SHARE = 0.1
+"""The stride-8 family joins when at least this share of the training boxes is small, each class weighted equally
+(see :func:`~detdistill.shrink.candidates.small_object_share`)."""
 
 
 class ShrinkError(DetDistillError):
